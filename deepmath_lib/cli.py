@@ -1,0 +1,149 @@
+"""`deepmath` command line: every notebook step also runs from here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from .sandbox import exec_main
+
+    return exec_main(sys.stdin.read(), timeout=args.timeout, as_json=args.json)
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from .agent import solve_main
+
+    return solve_main(args.question, profile=args.profile, samples=args.samples, seed=args.seed, tool=not args.no_tool)
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import grade_stream
+
+    return grade_stream(sys.stdin, sys.stdout)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .grpo import train_main
+
+    return train_main(profile=args.profile, steps=args.steps, output_dir=args.output_dir, resume=args.resume)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import eval_main
+
+    return eval_main(
+        profile=args.profile,
+        datasets=args.datasets,
+        configs=args.configs,
+        samples=args.samples,
+        n_problems=args.n_problems,
+        trained_model=args.trained_model,
+        results_root=args.results_root,
+    )
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from .figures import figures_main
+
+    return figures_main(profile=args.profile, results_root=args.results_root, figures_dir=args.figures_dir)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "sandbox":
+        from .bench_sandbox import bench_main
+
+        return bench_main(repeats=args.repeats)
+    from .bench_rollouts import bench_main
+
+    return bench_main(profile=args.profile, n=args.n)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import main
+
+    return main(profile=args.profile, only=args.only, params_file=args.params)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .profiles import PROFILES
+
+    parser = argparse.ArgumentParser(
+        prog="deepmath", description="DeepMath: a math agent that writes and runs Python mid-reasoning."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    profiles = sorted(PROFILES)
+
+    p = sub.add_parser("exec", help="run the Python snippet on stdin in a fresh sandbox")
+    p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds (default 5)")
+    p.add_argument("--json", action="store_true", help="print {stdout, error, timed_out, duration_s} as JSON")
+    p.set_defaults(func=_cmd_exec)
+
+    p = sub.add_parser("solve", help="solve one question with the agent; last line `answer: X`")
+    p.add_argument("question")
+    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--samples", type=int, default=1, help="trajectories to sample; the answer is the majority")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-tool", action="store_true", help="plain chain of thought, no code execution")
+    p.set_defaults(func=_cmd_solve)
+
+    p = sub.add_parser("grade", help='JSONL {"gold", "pred"} on stdin -> same rows plus "equal" on stdout')
+    p.set_defaults(func=_cmd_grade)
+
+    p = sub.add_parser("train", help="GRPO with agentic rollouts (notebook 03)")
+    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
+    p.add_argument("--output-dir", default=None, help="where checkpoints and the trained model go")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")
+    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--datasets", nargs="+", default=None, help="dataset names or local JSONL/parquet paths")
+    p.add_argument(
+        "--configs", nargs="+", default=None, choices=["baseline", "agent", "grpo", "deepmath"], help="default: all"
+    )
+    p.add_argument("--samples", type=int, default=None, help="samples per problem (k of maj@k)")
+    p.add_argument("--n-problems", type=int, default=None, help="first N problems of each dataset")
+    p.add_argument("--trained-model", default=None, help="path of the GRPO-trained model (grpo, deepmath)")
+    p.add_argument("--results-root", default=None, help="default data/results")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("figures", help="draw the figures from the results (notebook 05)")
+    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--results-root", default=None)
+    p.add_argument("--figures-dir", default=None, help="default figures/")
+    p.set_defaults(func=_cmd_figures)
+
+    p = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
+    p.add_argument("what", choices=["sandbox", "rollouts"])
+    p.add_argument("--profile", default="nano", choices=profiles, help="rollouts only")
+    p.add_argument("--n", type=int, default=64, help="rollouts: number of trajectories")
+    p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")
+    p.add_argument("--profile", default="nano", help=f"one of {profiles}")
+    p.add_argument("--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03")
+    p.add_argument("--params", default=None, help="papermill YAML (default params/<profile>.yaml)")
+    p.set_defaults(func=_cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,34 +32,31 @@ class Example:
 # Four solved examples; the outputs are what our sandbox prints (tests/test_prompts.py re-runs them).
 EXAMPLES: tuple[Example, ...] = (
     Example(
-        problem="What is 123*457?",
-        steps=(("print(123*457)", "56211"),),
-        answer="56211",
+        problem="What is 248*365?",
+        steps=(("print(248*365)", "90520"),),
+        answer="90520",
     ),
     Example(
         problem="What is the remainder when 7^222 is divided by 1000?",
         steps=(
-            "A modular power is exact and quick to compute.",
-            ("pow(7, 222, 1000)", "9"),
-            "So 7^222 leaves remainder 9.",
+            ("print(pow(7, 222, 1000))", "49"),
+            "A modular power, computed exactly: the remainder is 49.\n",
         ),
-        answer="9",
+        answer="49",
     ),
     Example(
         problem="Find the sum of all positive integers n < 100 such that n^2 + 1 is divisible by 5.",
         steps=(
-            "Test every n below 100.",
             ("ns = [n for n in range(1, 100) if (n*n + 1) % 5 == 0]\nprint(len(ns), sum(ns))", "40 2000"),
-            "There are 40 such n, summing to 2000.",
+            "There are 40 such n, and their sum is 2000.\n",
         ),
         answer="2000",
     ),
     Example(
         problem="Solve for x: 3x + 7 = 2x - 5 + 4x.",
         steps=(
-            "Let sympy solve the linear equation.",
-            ("from sympy import symbols, solve\nx = symbols('x')\nsolve(3*x + 7 - (2*x - 5 + 4*x), x)", "[4]"),
-            "So x = 4.",
+            ("from sympy import symbols, solve\nx = symbols('x')\nprint(solve(3*x + 7 - (2*x - 5 + 4*x), x))", "[4]"),
+            "The equation is linear with the single root x = 4.\n",
         ),
         answer="4",
     ),
@@ -71,7 +68,7 @@ def render_solution(example: Example, profile: Profile) -> str:
     parts = []
     for step in example.steps:
         if isinstance(step, str):
-            parts.append(step + "\n")
+            parts.append(step)
         else:
             code, output = step
             parts.append(profile.call_open + code + "\n" + profile.call_close)

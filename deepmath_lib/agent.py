@@ -1,0 +1,393 @@
+"""The agent loop, at the token level, for many trajectories at once.
+
+One coroutine per trajectory: generate until the code-close tag/token or EOS, run the snippet in the trajectory's
+own Sandbox, append the output block's tokens with env mask 0, continue -- within a budget of generated (model)
+tokens and a cap on calls. Generated ids are only ever concatenated, never decoded and re-encoded. The same loop
+serves notebooks, the CLI, GRPO rollouts and evaluation; the backend decides how trajectories are batched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .backends import Backend, Stop
+from .profiles import Profile, Sampling, get_profile
+from .prompts import build_messages
+
+FINISH_REASONS = ("answer", "eos", "budget", "calls", "error")
+
+
+@dataclass
+class Call:
+    code: str
+    output: str  # the text placed in the output block (already cut and neutralised)
+    ok: bool
+    timed_out: bool = False
+    duration_s: float = 0.0
+
+
+@dataclass
+class Trajectory:
+    """One agent episode. `env_mask` is 1 on model tokens and 0 on executor-output tokens."""
+
+    problem: str
+    prompt_ids: list[int]
+    completion_ids: list[int] = field(default_factory=list)
+    env_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = None
+    text: str = ""
+    calls: list[Call] = field(default_factory=list)
+    finish_reason: str = "eos"
+    answer: str | None = None
+    error: str | None = None
+
+    @property
+    def model_tokens(self) -> int:
+        return sum(self.env_mask)
+
+    @property
+    def total_tokens(self) -> int:
+        return len(self.completion_ids)
+
+    @property
+    def n_calls_ok(self) -> int:
+        return sum(c.ok for c in self.calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(model_tokens=self.model_tokens, total_tokens=self.total_tokens, n_calls_ok=self.n_calls_ok)
+        return d
+
+
+def default_sandbox_factory(profile: Profile) -> Callable[[], Any]:
+    """A factory of the profile's Sandbox (one per trajectory)."""
+
+    def make():
+        from .sandbox import Sandbox
+
+        return Sandbox(
+            timeout=profile.sandbox_timeout,
+            memory_mb=profile.sandbox_memory_mb,
+            max_output_chars=profile.max_output_chars,
+        )
+
+    return make
+
+
+def call_stop(tokenizer, profile: Profile) -> Stop:
+    """Stop on the close tag's token id when the tokenizer has it as one token (Qwen3, nano), else on the pair."""
+    close = profile.call_close
+    if close in tokenizer.get_added_vocab():
+        return Stop(token_ids=(tokenizer.convert_tokens_to_ids(close),))
+    return Stop(pairs=((profile.call_open.strip() or profile.call_open, close),))
+
+
+def extract_code(segment: str, profile: Profile) -> str | None:
+    """The code of the last call in a generated segment that ends with the close tag (None if no open tag)."""
+    open_tag = profile.call_open.strip()
+    end = segment.rfind(profile.call_close)
+    if end < 0:
+        return None
+    start = segment.rfind(open_tag, 0, end)
+    if start < 0:
+        return None
+    return segment[start + len(open_tag) : end].strip("\n")
+
+
+def _extract_answer(text: str) -> str | None:
+    from .grading import extract_boxed
+
+    return extract_boxed(text)
+
+
+def prompt_ids_for(tokenizer, problem: str, profile: Profile, tool: bool) -> list[int]:
+    """Token ids of the chat prompt for one problem (agent prompt if `tool`, else the plain CoT prompt)."""
+    messages = build_messages(problem, profile, tool=tool)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+async def run_trajectory(
+    backend: Backend,
+    prompt_ids: list[int],
+    profile: Profile,
+    sampling: Sampling,
+    *,
+    tool: bool = True,
+    problem: str = "",
+    sandbox_factory: Callable[[], Any] | None = None,
+    tag: int = 0,
+) -> Trajectory:
+    """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached) or error."""
+    tok = backend.tokenizer
+    traj = Trajectory(problem=problem, prompt_ids=list(prompt_ids))
+    stop = call_stop(tok, profile) if tool else Stop()
+    budget = sampling.max_model_tokens
+    sandbox = None
+    logprobs: list[float] = []
+    have_logprobs = True
+    segments: list[str] = []
+    backend.trajectory_started()
+    try:
+        while True:
+            remaining = budget - traj.model_tokens
+            if remaining <= 0:
+                traj.finish_reason = "budget"
+                break
+            out = await backend.generate(traj.prompt_ids + traj.completion_ids, remaining, sampling, stop, tag=tag)
+            traj.completion_ids += out.token_ids
+            traj.env_mask += [1] * len(out.token_ids)
+            if out.logprobs is not None and have_logprobs:
+                logprobs += out.logprobs
+            else:
+                have_logprobs = False
+            segment = tok.decode(out.token_ids, skip_special_tokens=True, errors="replace")
+            segments.append(segment)
+            if out.finish == "eos":
+                traj.finish_reason = "eos"
+                break
+            if out.finish == "length" or not out.token_ids:
+                traj.finish_reason = "budget" if out.finish == "length" else "eos"
+                break
+            # A code call: run it, fold the output back in (masked), continue.
+            if len(traj.calls) >= profile.max_calls:
+                traj.finish_reason = "calls"
+                break
+            code = extract_code(tok.decode(out.token_ids, skip_special_tokens=False, errors="replace"), profile)
+            if sandbox is None:
+                sandbox = await asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile))
+            if code is None:
+                call = Call(code="", output="error: code block has no opening tag", ok=False)
+            else:
+                with backend.executing():
+                    res = await asyncio.to_thread(sandbox.run, code)
+                call = Call(code, res.model_text(), res.error is None, res.timed_out, res.duration_s)
+            traj.calls.append(call)
+            block = profile.output_template.format(output=call.output)
+            block_ids = tok.encode(block, add_special_tokens=False)
+            traj.completion_ids += block_ids
+            traj.env_mask += [0] * len(block_ids)
+            if have_logprobs:
+                logprobs += [0.0] * len(block_ids)
+            segments.append(block)
+    except Exception as exc:  # a backend failure ends this trajectory only
+        traj.finish_reason = "error"
+        traj.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        backend.trajectory_finished()
+        if sandbox is not None:
+            await asyncio.to_thread(sandbox.close)
+    traj.text = "".join(segments)
+    traj.logprobs = logprobs if have_logprobs and logprobs else None
+    model_text = "".join(s for s in segments if not s.startswith(profile.output_template.split("{")[0]))
+    traj.answer = _extract_answer(model_text)
+    if traj.finish_reason == "eos" and traj.answer is not None:
+        traj.finish_reason = "answer"
+    return traj
+
+
+def _run_sync(coro):
+    """Run a coroutine to completion, also from inside Jupyter's running event loop (in a thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def run_agent(
+    backend: Backend,
+    problems: Sequence[str],
+    profile: Profile,
+    *,
+    samples: int = 1,
+    tool: bool = True,
+    sampling: Sampling | None = None,
+    concurrency: int | None = None,
+    sandbox_factory: Callable[[], Any] | None = None,
+    progress: bool = False,
+    seed: int | None = None,
+    prompt_ids: Sequence[list[int]] | None = None,
+    on_result: Callable[[int, Trajectory], None] | None = None,
+) -> list[Trajectory]:
+    """Run `samples` trajectories per problem, up to `concurrency` in flight; results in problem-major order.
+
+    `prompt_ids` (one per problem) overrides the chat prompt; `on_result(index, trajectory)` is called as each
+    trajectory finishes (used to append results to a store immediately).
+    """
+    import torch
+
+    sampling = sampling or profile.eval_sampling
+    concurrency = concurrency or profile.concurrency
+    if seed is not None:
+        torch.manual_seed(seed)
+    tok = backend.tokenizer
+    prompts = (
+        [list(p) for p in prompt_ids]
+        if prompt_ids is not None
+        else [prompt_ids_for(tok, p, profile, tool) for p in problems]
+    )
+    jobs = [(i, j) for i in range(len(problems)) for j in range(samples)]
+
+    async def main() -> list[Trajectory]:
+        sem = asyncio.Semaphore(concurrency)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="trajectories", leave=False)
+
+        async def one(idx: int, i: int) -> Trajectory:
+            async with sem:
+                traj = await run_trajectory(
+                    backend,
+                    prompts[i],
+                    profile,
+                    sampling,
+                    tool=tool,
+                    problem=problems[i],
+                    sandbox_factory=sandbox_factory,
+                    tag=idx,
+                )
+            if on_result is not None:
+                on_result(idx, traj)
+            if bar is not None:
+                bar.update(1)
+            return traj
+
+        try:
+            return await asyncio.gather(*(one(idx, i) for idx, (i, _) in enumerate(jobs)))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    return list(_run_sync(main()))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_text(traj: Trajectory, profile: Profile) -> list[tuple[str, str]]:
+    """Split a trajectory's text into (kind, text) parts: "text", "code", "output"."""
+    parts: list[tuple[str, str]] = []
+    text = traj.text
+    open_tag, close = profile.call_open.strip(), profile.call_close
+    out_open = profile.output_template.split("{output}")[0]
+    out_close = profile.output_template.split("{output}")[1]
+    pos = 0
+    while pos < len(text):
+        o = text.find(open_tag, pos)
+        r = text.find(out_open, pos)
+        nxt = min(x for x in (o, r, len(text)) if x >= 0)
+        if nxt > pos:
+            parts.append(("text", text[pos:nxt]))
+        if nxt == len(text):
+            break
+        if nxt == o:
+            end = text.find(close, o)
+            end = len(text) if end < 0 else end + len(close)
+            parts.append(("code", text[o:end]))
+        else:
+            end = text.find(out_close, r + len(out_open))
+            end = len(text) if end < 0 else end + len(out_close)
+            parts.append(("output", text[r:end]))
+        pos = end
+    return parts
+
+
+def trace_html(traj: Trajectory, profile: Profile, gold: str | None = None) -> str:
+    """An HTML rendering of a trace for notebooks: code, output and the boxed answer highlighted."""
+    import html
+    import re
+
+    styles = {
+        "text": "color:#222",
+        "code": "background:#eef4ff;color:#1f3b8f;display:block;padding:2px 6px;border-left:3px solid #4a6fd8",
+        "output": "background:#f2fbef;color:#236b13;display:block;padding:2px 6px;border-left:3px solid #3a9a23",
+    }
+    body = []
+    for kind, part in render_text(traj, profile):
+        esc = html.escape(part)
+        if kind == "text":
+            esc = re.sub(
+                r"(\\boxed\{[^}]*\})", r'<b style="background:#fff3b0;padding:0 3px">\1</b>', esc.replace("\\", "\\")
+            )
+        body.append(f'<span style="{styles[kind]}">{esc}</span>')
+    verdict = ""
+    if gold is not None:
+        from .grading import is_equivalent
+
+        ok = is_equivalent(gold, traj.answer)
+        verdict = f" &middot; gold {html.escape(gold)} &middot; {'correct' if ok else 'wrong'}"
+    head = (
+        f"<div style='font:12px sans-serif;color:#555'>{html.escape(traj.problem)} &middot; finish: "
+        f"{traj.finish_reason} &middot; calls: {len(traj.calls)} &middot; model tokens: {traj.model_tokens}"
+        f"{verdict}</div>"
+    )
+    return f"<div style='border:1px solid #ddd;margin:6px 0;padding:6px'>{head}<pre style='white-space:pre-wrap;margin:0'>{''.join(body)}</pre></div>"
+
+
+def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
+    """Print a trace to the terminal with rich: code blue, executor output green, answer highlighted."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console(highlight=False)
+    styles = {"text": "", "code": "bold blue", "output": "green"}
+    out = Text()
+    for kind, part in render_text(traj, profile):
+        out.append(part, style=styles[kind])
+    out.highlight_regex(r"\\boxed\{[^}]*\}", "bold black on yellow")
+    console.print(out)
+    console.print(
+        f"[dim]finish: {traj.finish_reason} | calls: {len(traj.calls)} ({traj.n_calls_ok} ok) | "
+        f"model tokens: {traj.model_tokens} | total tokens: {traj.total_tokens}[/dim]"
+    )
+
+
+def solve_main(question: str, profile: str = "nano", samples: int = 1, seed: int = 0, tool: bool = True) -> int:
+    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`."""
+    import sys
+
+    from rich.console import Console
+
+    from .backends import make_backend
+    from .grading import majority_vote
+
+    if not question.strip():
+        print("error: the question is empty", file=sys.stderr)
+        return 2
+    prof = get_profile(profile)
+    console = Console(highlight=False, stderr=False)
+    with console.status(f"loading the {prof.name} model ..."):
+        backend = make_backend(prof)
+    sampling = prof.eval_sampling
+    trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
+    for k, traj in enumerate(trajs):
+        console.rule(f"sample {k + 1}/{len(trajs)}")
+        print_trace(traj, prof, console)
+    answer, votes = majority_vote([t.answer for t in trajs])
+    if samples > 1:
+        console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
+    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
+    backend.close()
+    return 0

@@ -140,7 +140,9 @@ async def run_trajectory(
             if remaining <= 0:
                 traj.finish_reason = "budget"
                 break
-            out = await backend.generate(traj.prompt_ids + traj.completion_ids, remaining, sampling, stop, tag=tag)
+            out = await backend.generate(
+                traj.prompt_ids + traj.completion_ids, remaining, sampling, stop, tag=tag
+            )
             traj.completion_ids += out.token_ids
             traj.env_mask += [1] * len(out.token_ids)
             if out.logprobs is not None and have_logprobs:
@@ -159,7 +161,9 @@ async def run_trajectory(
             if len(traj.calls) >= profile.max_calls:
                 traj.finish_reason = "calls"
                 break
-            code = extract_code(tok.decode(out.token_ids, skip_special_tokens=False, errors="replace"), profile)
+            code = extract_code(
+                tok.decode(out.token_ids, skip_special_tokens=False, errors="replace"), profile
+            )
             if sandbox is None:
                 sandbox = await asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile))
             if code is None:
@@ -329,7 +333,9 @@ def trace_html(traj: Trajectory, profile: Profile, gold: str | None = None) -> s
         esc = html.escape(part)
         if kind == "text":
             esc = re.sub(
-                r"(\\boxed\{[^}]*\})", r'<b style="background:#fff3b0;padding:0 3px">\1</b>', esc.replace("\\", "\\")
+                r"(\\boxed\{[^}]*\})",
+                r'<b style="background:#fff3b0;padding:0 3px">\1</b>',
+                esc.replace("\\", "\\"),
             )
         body.append(f'<span style="{styles[kind]}">{esc}</span>')
     verdict = ""
@@ -364,7 +370,9 @@ def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     )
 
 
-def solve_main(question: str, profile: str = "nano", samples: int = 1, seed: int = 0, tool: bool = True) -> int:
+def solve_main(
+    question: str, profile: str = "nano", samples: int = 1, seed: int = 0, tool: bool = True
+) -> int:
     """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`."""
     import sys
 

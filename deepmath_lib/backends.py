@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import importlib.util
 import json
-import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,32 +158,19 @@ def cut_at_stop(tokenizer, new_ids: list[int], stop: Stop, eos_ids: tuple[int, .
     return GenOutput(new_ids[:limit], "length")
 
 
-class TransformersBackend(Backend):
-    """Batched generation across trajectories with `model.generate` (CPU or a single GPU)."""
+class BatchedBackend(Backend):
+    """Serves trajectory coroutines from a batched `generate`: requests are collected and run as one batch in a
+    worker thread (so sandbox calls overlap other work). Rounds are deterministic: a batch is flushed when every
+    live trajectory is waiting for tokens, or when `max_batch` requests wait; requests are ordered by tag."""
 
-    def __init__(self, model, tokenizer, max_batch: int = 64):
-        import torch
-
-        self.model = model
+    def __init__(self, tokenizer, eos_ids: tuple[int, ...], max_batch: int = 64):
         self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
         self.max_batch = max_batch
-        self.eos_ids = _eos_ids(tokenizer, model)
-        self.device = next(model.parameters()).device
-        self._torch = torch
         self._pending: list[_Request] = []
         self._live = 0
         self._executing = 0
         self._running = False
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_profile(cls, profile: Profile, model_path: str | None = None, device: str | None = None):
-        import torch
-
-        if device is None or device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, tok = load_model(profile, model_path=model_path, device=device)
-        return cls(model, tok, max_batch=profile.concurrency)
 
     def trajectory_started(self) -> None:
         self._live += 1
@@ -216,8 +202,6 @@ class TransformersBackend(Backend):
             asyncio.get_running_loop().call_soon(self._maybe_flush)
 
     def _maybe_flush(self) -> None:
-        # Deterministic rounds: run a batch when every live trajectory is waiting for tokens (none is running
-        # code), or when a full batch is waiting. Requests are ordered by trajectory tag, not arrival.
         if self._running or not self._pending:
             return
         if len(self._pending) < self.max_batch and (self._executing > 0 or len(self._pending) < self._live):
@@ -239,6 +223,30 @@ class TransformersBackend(Backend):
         finally:
             self._running = False
             self._schedule_flush()
+
+    def _generate_batch(self, batch: list[_Request]) -> list[GenOutput]:
+        raise NotImplementedError
+
+
+class TransformersBackend(BatchedBackend):
+    """Batched generation across trajectories with `model.generate` (CPU or a single GPU)."""
+
+    def __init__(self, model, tokenizer, max_batch: int = 64):
+        import torch
+
+        super().__init__(tokenizer, _eos_ids(tokenizer, model), max_batch)
+        self.model = model
+        self.device = next(model.parameters()).device
+        self._torch = torch
+
+    @classmethod
+    def from_profile(cls, profile: Profile, model_path: str | None = None, device: str | None = None):
+        import torch
+
+        if device is None or device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, tok = load_model(profile, model_path=model_path, device=device)
+        return cls(model, tok, max_batch=profile.concurrency)
 
     def _generate_batch(self, batch: list[_Request]) -> list[GenOutput]:
         torch = self._torch
@@ -276,7 +284,9 @@ class TransformersBackend(Backend):
             stopping_criteria=StoppingCriteriaList([_RowStop()]),
         )
         if sampling.temperature and sampling.temperature > 0:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            kwargs.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
+            )
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
@@ -293,7 +303,9 @@ class TransformersBackend(Backend):
 class VLLMBackend(Backend):
     """vLLM `AsyncLLM`: one request per trajectory coroutine; vLLM batches them continuously on the GPU."""
 
-    def __init__(self, model: str, tokenizer=None, adapter: str | None = None, seed: int = 0, **engine_kwargs):
+    def __init__(
+        self, model: str, tokenizer=None, adapter: str | None = None, seed: int = 0, **engine_kwargs
+    ):
         try:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
@@ -411,6 +423,59 @@ class OpenAIBackend(Backend):
             out.finish = "stop"
         out.logprobs = lps[: len(out.token_ids)] if lps else None
         return out
+
+
+class TRLVLLMBackend(BatchedBackend):
+    """Generation through a GRPOTrainer's own vLLM (`use_vllm=True`, colocate or `trl vllm-serve` server mode), so
+    TRL keeps the weights in sync after each step. Batched like the transformers backend; returns logprobs."""
+
+    def __init__(self, trainer, max_batch: int = 256):
+        tok = trainer.processing_class
+        super().__init__(tok, _eos_ids(tok), max_batch)
+        self.gen = trainer.vllm_generation
+
+    def _generate_batch(self, batch: list[_Request]) -> list[GenOutput]:  # pragma: no cover - GPU only
+        sampling = batch[0].sampling
+        stop_ids = sorted({t for r in batch for t in r.stop.token_ids})
+        results: list[GenOutput] = []
+        if getattr(self.gen, "mode", "server") == "colocate":
+            from vllm import SamplingParams
+
+            params = [
+                SamplingParams(
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                    max_tokens=r.max_new,
+                    stop_token_ids=stop_ids,
+                    logprobs=0,
+                )
+                for r in batch
+            ]
+            outs = self.gen.llm.generate([{"prompt_token_ids": r.ids} for r in batch], params, use_tqdm=False)
+            for r, o in zip(batch, outs, strict=True):
+                comp = o.outputs[0]
+                lps = [next(iter(lp.values())).logprob for lp in comp.logprobs] if comp.logprobs else None
+                out = cut_at_stop(self.tokenizer, list(comp.token_ids), r.stop, self.eos_ids, r.max_new)
+                out.logprobs = lps[: len(out.token_ids)] if lps else None
+                results.append(out)
+            return results
+        out = self.gen.vllm_client.generate(
+            prompts=[r.ids for r in batch],
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            max_tokens=max(r.max_new for r in batch),
+            logprobs=0,
+            generation_kwargs={"stop_token_ids": stop_ids},
+        )
+        for r, ids, lps in zip(batch, out["completion_ids"], out["logprobs"], strict=True):
+            o = cut_at_stop(self.tokenizer, list(ids), r.stop, self.eos_ids, r.max_new)
+            o.logprobs = (
+                [lp[0] if isinstance(lp, list) else lp for lp in lps[: len(o.token_ids)]] if lps else None
+            )
+            results.append(o)
+        return results
 
 
 def make_backend(profile: Profile, model_path: str | None = None, **kwargs) -> Backend:

@@ -19,7 +19,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 def _cmd_solve(args: argparse.Namespace) -> int:
     from .agent import solve_main
 
-    return solve_main(args.question, profile=args.profile, samples=args.samples, seed=args.seed, tool=not args.no_tool)
+    return solve_main(
+        args.question, profile=args.profile, samples=args.samples, seed=args.seed, tool=not args.no_tool
+    )
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -87,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve one question with the agent; last line `answer: X`")
     p.add_argument("question")
     p.add_argument("--profile", default="nano", choices=profiles)
-    p.add_argument("--samples", type=int, default=1, help="trajectories to sample; the answer is the majority")
+    p.add_argument(
+        "--samples", type=int, default=1, help="trajectories to sample; the answer is the majority"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tool", action="store_true", help="plain chain of thought, no code execution")
     p.set_defaults(func=_cmd_solve)
@@ -106,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="nano", choices=profiles)
     p.add_argument("--datasets", nargs="+", default=None, help="dataset names or local JSONL/parquet paths")
     p.add_argument(
-        "--configs", nargs="+", default=None, choices=["baseline", "agent", "grpo", "deepmath"], help="default: all"
+        "--configs",
+        nargs="+",
+        default=None,
+        choices=["baseline", "agent", "grpo", "deepmath"],
+        help="default: all",
     )
     p.add_argument("--samples", type=int, default=None, help="samples per problem (k of maj@k)")
     p.add_argument("--n-problems", type=int, default=None, help="first N problems of each dataset")
@@ -129,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")
     p.add_argument("--profile", default="nano", help=f"one of {profiles}")
-    p.add_argument("--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03")
+    p.add_argument(
+        "--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03"
+    )
     p.add_argument("--params", default=None, help="papermill YAML (default params/<profile>.yaml)")
     p.set_defaults(func=_cmd_pipeline)
     return parser

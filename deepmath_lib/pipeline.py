@@ -76,7 +76,9 @@ def run_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
     total_start = time.time()
-    print(f"pipeline: profile={profile} params={path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
+    print(
+        f"pipeline: profile={profile} params={path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
+    )
     for nb in notebooks:
         out = out_dir / (nb.stem + (f"_{profile}" if profile != "nano" else "") + ".ipynb")
         start = time.time()

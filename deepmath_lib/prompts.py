@@ -55,7 +55,10 @@ EXAMPLES: tuple[Example, ...] = (
     Example(
         problem="Solve for x: 3x + 7 = 2x - 5 + 4x.",
         steps=(
-            ("from sympy import symbols, solve\nx = symbols('x')\nprint(solve(3*x + 7 - (2*x - 5 + 4*x), x))", "[4]"),
+            (
+                "from sympy import symbols, solve\nx = symbols('x')\nprint(solve(3*x + 7 - (2*x - 5 + 4*x), x))",
+                "[4]",
+            ),
             "The equation is linear with the single root x = 4.\n",
         ),
         answer="4",

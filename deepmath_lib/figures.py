@@ -125,8 +125,18 @@ def headline(summary: pd.DataFrame) -> pd.DataFrame:
     df["dataset"] = df["dataset"].astype(str)
     df["config"] = df["config"].astype(str)
     if "k" in df.columns:
-        df = df.sort_values("k").groupby(["dataset", "config"], as_index=False, sort=False).tail(1)
-    return df.reset_index(drop=True)
+        df = df.sort_values("k", kind="mergesort").groupby(["dataset", "config"], sort=False).tail(1)
+    return _sorted(df)
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by dataset (benchmarks first) then configuration (baseline, agent, grpo, deepmath)."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    d = {v: i for i, v in enumerate(dataset_order(df["dataset"]))}
+    c = {v: i for i, v in enumerate(config_order(df["config"]))}
+    order = sorted(range(len(df)), key=lambda i: (d[df["dataset"].iloc[i]], c[df["config"].iloc[i]]))
+    return df.iloc[order].reset_index(drop=True)
 
 
 def _k_text(df: pd.DataFrame) -> str:
@@ -172,10 +182,10 @@ def _grouped_bars(
         if any(v > 0 for v in lo + hi):
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="#333333", elinewidth=1, capsize=3)
         if annotate:
-            for x, y in zip(xs, ys, strict=True):
+            for x, y, top in zip(xs, ys, hi, strict=True):
                 ax.annotate(
                     annotate.format(y),
-                    (x, y),
+                    (x, y + top),
                     ha="center",
                     va="bottom",
                     fontsize=6.5,
@@ -201,7 +211,7 @@ def plot_accuracy(summary: pd.DataFrame, out_dir: str | Path) -> Path | None:
         _grouped_bars(ax, df, "maj_at_k", "maj_ci_low", "maj_ci_high", scale=100, annotate="{:.0f}")
         k = _k_text(df)
         ax.set_ylabel(f"maj@{k} accuracy (%)")
-        ax.set_ylim(0, 105)
+        ax.set_ylim(0, 110)
         ax.set_title(f"Accuracy (maj@{k}) with 95% bootstrap intervals")
         ax.legend(title="configuration", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         return _save(fig, out_dir, FIGURE_FILES["accuracy"])
@@ -318,6 +328,8 @@ def plot_maj_curve(curve: pd.DataFrame, out_dir: str | Path) -> Path | None:
         return None
     df = curve.copy()
     df["dataset"], df["config"] = df["dataset"].astype(str), df["config"].astype(str)
+    from matplotlib.ticker import MaxNLocator
+
     datasets, configs = dataset_order(df["dataset"]), config_order(df["config"])
     ncols = min(len(datasets), 4)
     nrows = math.ceil(len(datasets) / ncols)
@@ -350,6 +362,7 @@ def plot_maj_curve(curve: pd.DataFrame, out_dir: str | Path) -> Path | None:
                     )
             ax.set_title(_dlabel(dataset))
             ax.set_xlabel("k (samples voted)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if idx % ncols == 0:
                 ax.set_ylabel("maj@k accuracy (%)")
         for idx in range(len(datasets), nrows * ncols):
@@ -534,10 +547,39 @@ def comparison_table(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataF
     ref = reference[["dataset", "config", "maj_at_16", "mean_tokens"]].rename(
         columns={"maj_at_16": "original_maj_at_16", "mean_tokens": "original_mean_tokens"}
     )
-    table = ours.merge(ref, on=["dataset", "config"], how="outer")
-    table["_d"] = table["dataset"].map({d: i for i, d in enumerate(dataset_order(table["dataset"]))})
-    table["_c"] = table["config"].map({c: i for i, c in enumerate(config_order(table["config"]))})
-    return table.sort_values(["_d", "_c"]).drop(columns=["_d", "_c"]).reset_index(drop=True)
+    return _sorted(ours.merge(ref, on=["dataset", "config"], how="outer"))
+
+
+def side_by_side(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """A wide table, one row per configuration: ours per dataset (maj@k %, its 95% interval, mean model tokens),
+    then the original's per dataset (maj@16 %, mean tokens). Readable even when no dataset is shared (nano)."""
+    cols: dict[tuple[str, str], pd.Series] = {}
+    ours = headline(summary) if summary is not None and not summary.empty else pd.DataFrame()
+    for d in dataset_order(ours["dataset"]) if not ours.empty else []:
+        sub = ours[ours["dataset"] == d].set_index("config")
+        k = _k_text(sub)
+        cols[(f"ours: {_dlabel(d)}", f"maj@{k} %")] = (100 * sub["maj_at_k"]).round(1)
+        if {"maj_ci_low", "maj_ci_high"} <= set(sub.columns):
+            cols[(f"ours: {_dlabel(d)}", "95% CI")] = sub.apply(
+                lambda r: (
+                    f"{100 * r['maj_ci_low']:.0f}-{100 * r['maj_ci_high']:.0f}"
+                    if pd.notna(r["maj_ci_low"]) and pd.notna(r["maj_ci_high"])
+                    else ""
+                ),
+                axis=1,
+            )
+        cols[(f"ours: {_dlabel(d)}", "tokens")] = sub["mean_len_model_tokens"].round(0)
+    for d in dataset_order(reference["dataset"]):
+        sub = reference[reference["dataset"] == d].set_index("config")
+        cols[(f"original: {_dlabel(d)}", "maj@16 %")] = (100 * sub["maj_at_16"]).round(2)
+        cols[(f"original: {_dlabel(d)}", "tokens")] = sub["mean_tokens"]
+    if not cols:
+        return pd.DataFrame()
+    table = pd.DataFrame(cols)
+    table = table.reindex(config_order(table.index))
+    table.index = [_label(c) for c in table.index]
+    table.index.name = "configuration"
+    return table
 
 
 def plot_reference_comparison(
@@ -569,7 +611,7 @@ def plot_reference_comparison(
                 length.set_axis_off()
                 continue
             _grouped_bars(acc, df, "maj_at_k", "maj_ci_low", "maj_ci_high", scale=100, annotate="{:.0f}")
-            acc.set_ylim(0, 105)
+            acc.set_ylim(0, 110)
             acc.set_ylabel("accuracy (%)")
             acc.set_title(f"{name}: accuracy")
             _grouped_bars(length, df, "mean_len_model_tokens", annotate="{:,.0f}")

@@ -73,6 +73,7 @@ def test_n_takes_first_valid_problems():
 
 
 def test_unknown_name_and_missing_path_raise_value_error():
+    assert issubclass(DatasetError, ValueError)
     with pytest.raises(ValueError, match="no_such_set") as err:
         load_problems("no_such_set")
     for name in dsmod.KNOWN_NAMES:

@@ -174,7 +174,25 @@ def test_length_reduction_and_comparison_table():
     row = red[(red.dataset == "nano") & (red.config == "agent")].iloc[0]
     assert row.reduction_pct == pytest.approx(100 * 60 / 250)
     table = figs.comparison_table(synthetic_summary(), load_reference())
-    assert len(table) == 8 + 16
-    assert list(table.config[:4]) == list(CONFIGS)
+    assert len(table) == 8 + 16 - 4  # math500 is on both sides
+    assert list(table.dataset[:4]) == ["math500"] * 4 and list(table.config[:4]) == list(CONFIGS)
+    both = table[table.dataset == "math500"]
+    assert both.ours_maj.notna().all() and both.original_maj_at_16.notna().all()
     aime = table[(table.dataset == "aime2025") & (table.config == "deepmath")].iloc[0]
     assert aime.original_maj_at_16 == pytest.approx(0.6667) and pd.isna(aime.ours_maj)
+
+
+def test_side_by_side_table():
+    table = figs.side_by_side(synthetic_summary(), load_reference())
+    assert list(table.index) == ["Baseline", "+Agent", "+GRPO", "DeepMath"]
+    assert table.loc["DeepMath", ("original: HMMT Feb 2025", "maj@16 %")] == pytest.approx(48.89)
+    assert table.loc["+Agent", ("ours: nano (synthetic)", "maj@4 %")] == pytest.approx(58.0)
+    assert table.loc["+Agent", ("ours: nano (synthetic)", "95% CI")] == "48-68"
+    only_ref = figs.side_by_side(pd.DataFrame(), load_reference())
+    assert only_ref.shape == (4, 8)
+
+
+def test_headline_takes_largest_k_in_fixed_order():
+    head = figs.headline(synthetic_summary().sample(frac=1.0, random_state=0))
+    assert list(head.k.unique()) == [4]
+    assert list(zip(head.dataset, head.config, strict=True))[:4] == [("math500", c) for c in CONFIGS]

@@ -81,21 +81,24 @@ def load_model(profile: Profile, model_path: str | None = None, device: str = "c
 
     dtype = getattr(torch, profile.dtype)
     source = model_path or profile.model
+    adapter = profile.adapter if model_path is None else None
+    if model_path is not None and (Path(model_path) / "adapter_config.json").is_file():
+        source, adapter = profile.model, model_path  # a LoRA adapter saved by GRPO: base model + adapter
     if source == "nano":
         from .nano import load_nano
 
         model, tok = load_nano(device=device)
-    elif profile.gguf_file and model_path is None:
+    elif profile.gguf_file and source == profile.model:
         path = _find_gguf(profile.model.replace("-", "_"), profile.gguf_file)
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     else:
         tok = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        if profile.adapter and model_path is None:
-            from peft import PeftModel
+    if adapter:
+        from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, profile.adapter)
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()
@@ -324,9 +327,12 @@ class VLLMBackend(Backend):
 
     @classmethod
     def from_profile(cls, profile: Profile, model_path: str | None = None, **engine_kwargs):
+        adapter = profile.adapter if model_path is None else None
+        if model_path is not None and (Path(model_path) / "adapter_config.json").is_file():
+            model_path, adapter = None, model_path  # a LoRA adapter from GRPO: serve the base model with it
         return cls(
             model_path or profile.model,
-            adapter=None if model_path else profile.adapter,
+            adapter=adapter,
             seed=profile.seed,
             dtype=profile.dtype,
             **engine_kwargs,

@@ -51,6 +51,7 @@ class Profile:
     train_problems: int = 2000
     num_generations: int = 8
     prompts_per_step: int = 4
+    gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-6
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
@@ -149,6 +150,7 @@ PROFILES: dict[str, Profile] = {
         train_problems=100_000,
         num_generations=4,
         prompts_per_step=8,
+        gradient_accumulation_steps=8,
         learning_rate=1e-6,
         lr_scheduler="cosine",
         warmup_ratio=0.1,

@@ -1,0 +1,215 @@
+"""Evaluation of the four configurations, resumable, with confidence intervals.
+
+baseline = untrained model, plain chain-of-thought prompt, no tool; agent = untrained model in the agent loop;
+grpo = trained weights, no tool; deepmath = trained weights in the agent loop. Same sampling for all. Every sample is
+appended to `data/results/<profile>/samples/<dataset>__<config>.jsonl` as soon as it finishes; a rerun skips what is
+done. The summary (`eval_summary.csv`) and the maj@k curve (`maj_curve.csv`) are recomputed from all samples.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .paths import REPO_ROOT
+from .profiles import Profile, get_profile
+
+CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
+    "baseline": (False, False),
+    "agent": (False, True),
+    "grpo": (True, False),
+    "deepmath": (True, True),
+}
+
+
+def default_trained_model(profile: str, work_dir: str | Path | None = None) -> Path:
+    """Where `deepmath train` / notebook 03 saves the trained model: `<work_dir>/<profile>/grpo/final`."""
+    return Path(work_dir or REPO_ROOT / "runs") / profile / "grpo" / "final"
+
+
+def _record(dataset: str, config: str, prob: dict, sample: int, traj) -> dict:
+    from .grading import gold_is_parseable, is_equivalent
+
+    gold = str(prob["answer"])
+    correct = is_equivalent(gold, traj.answer) if gold_is_parseable(gold) else None
+    return {
+        "dataset": dataset,
+        "config": config,
+        "problem_id": str(prob["id"]),
+        "sample": sample,
+        "problem": prob["problem"],
+        "gold": gold,
+        "pred": traj.answer,
+        "correct": correct,
+        "finish_reason": traj.finish_reason,
+        "n_calls": len(traj.calls),
+        "n_calls_ok": traj.n_calls_ok,
+        "model_tokens": traj.model_tokens,
+        "total_tokens": traj.total_tokens,
+        "text": traj.text,
+    }
+
+
+def run_config(
+    backend,
+    profile: Profile,
+    dataset: str,
+    problems: list[dict],
+    config: str,
+    samples: int,
+    results_root: str | Path | None = None,
+    progress: bool = True,
+) -> int:
+    """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run."""
+    from .results import ResultStore, samples_path
+
+    _, tool = CONFIGS[config]
+    store = ResultStore(samples_path(profile.name, dataset, config, results_root))
+    done = store.done_keys()
+    jobs = [
+        (p, s) for p in problems for s in range(samples) if (dataset, config, str(p["id"]), s) not in done
+    ]
+    if not jobs:
+        print(f"  {dataset}/{config}: all {len(problems) * samples} samples already done", flush=True)
+        return 0
+    print(f"  {dataset}/{config}: {len(jobs)} of {len(problems) * samples} samples to run", flush=True)
+    from .agent import run_agent
+
+    def save(idx: int, traj) -> None:
+        prob, s = jobs[idx]
+        store.append(_record(dataset, config, prob, s, traj))
+
+    run_agent(
+        backend,
+        [p["problem"] for p, _ in jobs],
+        profile,
+        tool=tool,
+        sampling=profile.eval_sampling,
+        seed=profile.seed + len(done),
+        progress=progress,
+        on_result=save,
+    )
+    return len(jobs)
+
+
+def summarize(profile: str, results_root: str | Path | None = None, write: bool = True):
+    """Recompute `eval_summary.csv` and `maj_curve.csv` from every stored sample of the profile."""
+    import pandas as pd
+
+    from .metrics import maj_curve, summarize_samples
+    from .results import profile_results_dir, read_records, write_eval_summary, write_summary
+
+    root = profile_results_dir(profile, results_root)
+    records = read_records(root / "samples") if (root / "samples").exists() else []
+    if not records:
+        raise FileNotFoundError(f"no samples under {root / 'samples'}; run `deepmath eval` first")
+    df = pd.DataFrame(records)
+    summary = summarize_samples(df)
+    curve = maj_curve(df)
+    if write:
+        write_eval_summary(summary, profile, results_root)
+        write_summary(curve, root / "maj_curve.csv")
+    return summary, curve
+
+
+def evaluate(
+    profile: str | Profile = "nano",
+    datasets: list[str] | None = None,
+    configs: list[str] | None = None,
+    samples: int | None = None,
+    n_problems: int | None = None,
+    trained_model: str | Path | None = None,
+    results_root: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    progress: bool = True,
+):
+    """Run (or resume) the evaluation and return (summary, maj-curve) DataFrames."""
+    from .backends import make_backend
+    from .datasets import load_problems
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    datasets = list(datasets or prof.eval_datasets)
+    configs = list(configs or CONFIGS)
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    samples = samples or prof.eval_samples
+    n_problems = n_problems or prof.eval_n_problems
+    needs_trained = any(CONFIGS[c][0] for c in configs)
+    trained = Path(trained_model) if trained_model else default_trained_model(prof.name, work_dir)
+    if needs_trained and not trained.exists():
+        raise FileNotFoundError(
+            f"no trained model at {trained}: run `deepmath train --profile {prof.name}` (notebook 03) first, "
+            "pass --trained-model PATH, or leave out the grpo and deepmath configurations"
+        )
+    loaded = {name: load_problems(name, n=n_problems) for name in datasets}
+    for name, probs in loaded.items():
+        print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
+    t0 = time.time()
+    for weights in (False, True):
+        todo = [c for c in configs if CONFIGS[c][0] == weights]
+        if not todo:
+            continue
+        backend = make_backend(prof, model_path=str(trained) if weights else None)
+        try:
+            for name, probs in loaded.items():
+                for config in todo:
+                    run_config(backend, prof, name, probs, config, samples, results_root, progress)
+        finally:
+            backend.close()
+    print(f"evaluation done in {time.time() - t0:.0f}s", flush=True)
+    return summarize(prof.name, results_root)
+
+
+def eval_main(
+    profile: str = "nano",
+    datasets: list[str] | None = None,
+    configs: list[str] | None = None,
+    samples: int | None = None,
+    n_problems: int | None = None,
+    trained_model: str | None = None,
+    results_root: str | None = None,
+) -> int:
+    """`deepmath eval`: prints the summary table; errors name what was wrong."""
+    from .datasets import DatasetError
+
+    try:
+        summary, _ = evaluate(profile, datasets, configs, samples, n_problems, trained_model, results_root)
+    except (FileNotFoundError, ValueError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = [
+        "dataset",
+        "config",
+        "k",
+        "maj_at_k",
+        "maj_ci_low",
+        "maj_ci_high",
+        "mean_at_k",
+        "mean_len_model_tokens",
+    ]
+    print(summary[cols].round(3).to_string(index=False))
+    return 0
+
+
+def summary_table(summary: Any):
+    """The headline table for notebooks: maj@k with its interval, mean@k, lengths, tool use."""
+    df = summary.copy()
+    df["maj@k"] = [
+        f"{m:.1%} [{lo:.1%}, {hi:.1%}]"
+        for m, lo, hi in zip(df.maj_at_k, df.maj_ci_low, df.maj_ci_high, strict=True)
+    ]
+    keep = [
+        "dataset",
+        "config",
+        "k",
+        "maj@k",
+        "pass_at_k",
+        "mean_at_k",
+        "mean_len_model_tokens",
+        "n_problems",
+    ]
+    keep += [c for c in ("mean_calls", "code_use_rate", "truncation_rate") if c in df.columns]
+    return df[keep].round(3)

@@ -1,0 +1,480 @@
+"""GRPO with agentic rollouts: TRL's `GRPOTrainer(rollout_func=...)` drives our agent loop.
+
+Every completion is an agent trajectory (code run in the sandbox, output folded back in). The rollout returns
+`env_mask` (0 on executor tokens) so TRL keeps executor output out of the loss, plus per-episode extras that reach
+the reward functions. A callback moves the sampling temperature linearly (1.2 -> 0.7 in the paper) and updates every
+place TRL reads it, including the fused LM head that computes the training log-probs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .agent import prompt_ids_for, run_agent
+from .paths import REPO_ROOT, results_dir
+from .profiles import Profile, Sampling, get_profile
+
+# ---------------------------------------------------------------- temperature schedule
+
+
+def scheduled_temperature(step: int, profile: Profile) -> float:
+    """Linear from `temperature_start` to `temperature_end` over `temperature_steps`, then constant."""
+    frac = min(max(step, 0) / max(profile.temperature_steps, 1), 1.0)
+    return profile.temperature_start + (profile.temperature_end - profile.temperature_start) * frac
+
+
+def _set_fused_head_temperature(model, temperature: float) -> bool:
+    """TRL's fused LM head captures the temperature in a closure over `model.forward`; update that cell."""
+    if model is None:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    fwd = getattr(base, "forward", None)
+    func = getattr(fwd, "__func__", None)
+    if func is None or func.__closure__ is None or "temperature" not in func.__code__.co_freevars:
+        return False
+    cell = func.__closure__[func.__code__.co_freevars.index("temperature")]
+    cell.cell_contents = float(temperature)
+    return True
+
+
+def set_temperature(trainer, temperature: float) -> None:
+    """Set the sampling temperature everywhere a GRPOTrainer reads it: the trainer and its args, the transformers
+    generation config/kwargs, TRL's vLLM generation object, and the training (and reference) log-prob head."""
+    t = float(temperature)
+    trainer.temperature = t
+    trainer.args.temperature = t
+    if getattr(trainer, "generation_config", None) is not None:
+        trainer.generation_config.temperature = t
+    if isinstance(getattr(trainer, "generation_kwargs", None), dict):
+        trainer.generation_kwargs["temperature"] = t
+    if getattr(trainer, "vllm_generation", None) is not None:
+        trainer.vllm_generation.temperature = t
+    model = (
+        trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
+    )
+    if not _set_fused_head_temperature(model, t):
+        raise RuntimeError("could not find TRL's fused LM head temperature; the TRL version is not supported")
+    if getattr(trainer, "ref_model", None) is not None:
+        _set_fused_head_temperature(trainer.ref_model, t)
+
+
+def _callbacks(profile: Profile, metrics_path: Path):
+    from transformers import TrainerCallback
+
+    class TemperatureSchedule(TrainerCallback):
+        """Moves the temperature each optimizer step (also right after a resume)."""
+
+        def __init__(self) -> None:
+            self.trainer = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            set_temperature(self.trainer, scheduled_temperature(state.global_step, profile))
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            set_temperature(self.trainer, scheduled_temperature(state.global_step, profile))
+
+    class MetricsLog(TrainerCallback):
+        """Per-step metrics appended to train_metrics.csv as they come (a resumed run keeps the earlier rows)."""
+
+        fields = (
+            "step",
+            "reward",
+            "reward_accuracy",
+            "reward_code",
+            "code_use_rate",
+            "accuracy",
+            "mean_model_tokens",
+            "temperature",
+            "loss",
+        )
+
+        def __init__(self) -> None:
+            self.trainer = None
+            self.rows: list[dict] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "reward" not in logs:
+                return
+            acc = logs.get("rewards/accuracy_reward/mean", float("nan"))
+            code = logs.get("rewards/code_reward/mean", float("nan"))
+            row = {
+                "step": state.global_step,
+                "reward": logs.get("reward"),
+                "reward_accuracy": acc,
+                "reward_code": code,
+                "code_use_rate": code,
+                "accuracy": acc,
+                "mean_model_tokens": logs.get("completions/mean_length"),
+                "temperature": self.trainer.temperature if self.trainer else None,
+                "loss": logs.get("loss"),
+            }
+            self.rows.append(row)
+            new = not metrics_path.exists()
+            with metrics_path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.fields)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+
+    return TemperatureSchedule(), MetricsLog()
+
+
+# ---------------------------------------------------------------- data
+
+
+def train_problems(profile: Profile, n: int | None = None, source: str | None = None) -> list[dict]:
+    """Training problems `{id, problem, answer}`: the nano generator, or OpenMathReasoning's TIR problems
+    (`problem`, `expected_answer`; hub or a local JSONL/parquet `source`). Unparseable golds are reported and skipped."""
+    from .grading import gold_is_parseable
+
+    n = n or profile.train_problems
+    if profile.model == "nano" or profile.eval_datasets == ("nano",):
+        from .nano import generate_problems
+
+        rows = generate_problems(n, split="train", seed=profile.seed)
+    elif source is not None:
+        from .datasets import load_problems
+
+        rows = load_problems(source, n=n)
+    else:
+        try:
+            import datasets
+        except ImportError as exc:  # pragma: no cover
+            raise RuntimeError("the datasets package is required") from exc
+        try:
+            ds = datasets.load_dataset("nvidia/OpenMathReasoning", split="tir", streaming=True)
+        except Exception as exc:
+            raise RuntimeError(
+                "could not load nvidia/OpenMathReasoning (split tir) from the hub; pass a local JSONL/parquet "
+                f"with `problem` and `expected_answer` columns as source=... ({type(exc).__name__}: {exc})"
+            ) from exc
+        rows = []
+        for i, r in enumerate(ds):
+            if len(rows) >= n:
+                break
+            rows.append({"id": f"omr-{i}", "problem": r["problem"], "answer": str(r["expected_answer"])})
+    good, bad = [], []
+    for r in rows:
+        (good if str(r.get("answer", "")).strip() and gold_is_parseable(str(r["answer"])) else bad).append(r)
+    if bad:
+        ids = ", ".join(str(r.get("id")) for r in bad[:10])
+        print(
+            f"skipping {len(bad)} problem(s) whose gold answer cannot be parsed: {ids}{' ...' if len(bad) > 10 else ''}"
+        )
+    return good
+
+
+def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
+    """Held-out problems for the before/after check (disjoint from training)."""
+    n = n or profile.heldout_problems
+    if profile.model == "nano" or profile.eval_datasets == ("nano",):
+        from .nano import generate_problems
+
+        return generate_problems(n, split="heldout", seed=profile.seed)
+    from .datasets import load_problems
+
+    return load_problems(profile.eval_datasets[0], n=n)
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+def make_rollout_func(profile: Profile, max_batch: int | None = None):
+    """A TRL `rollout_func(prompts, trainer)` that runs the agent loop on the policy being trained."""
+    from .backends import TransformersBackend, TRLVLLMBackend
+
+    state: dict[str, Any] = {}
+
+    def rollout(prompts: list, trainer) -> dict[str, list]:
+        if "backend" not in state:
+            if getattr(trainer, "use_vllm", False):
+                state["backend"] = TRLVLLMBackend(trainer, max_batch=max_batch or profile.concurrency)
+            else:
+                model = trainer.accelerator.unwrap_model(trainer.model)
+                state["backend"] = TransformersBackend(
+                    model, trainer.processing_class, max_batch or len(prompts)
+                )
+        backend = state["backend"]
+        problems = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+        tok = trainer.processing_class
+        ids = [prompt_ids_for(tok, p, profile, tool=True) for p in problems]
+        s = profile.train_sampling
+        sampling = Sampling(trainer.temperature, s.top_p, s.top_k, s.max_model_tokens)
+        model = getattr(backend, "model", None)
+        was_training = bool(model is not None and model.training)
+        if model is not None:
+            model.eval()
+        try:
+            trajs = run_agent(
+                backend, problems, profile, sampling=sampling, prompt_ids=ids, concurrency=len(ids)
+            )
+        finally:
+            if was_training:
+                model.train()
+        have_lp = all(t.logprobs is not None for t in trajs)
+        return {
+            "prompt_ids": [t.prompt_ids for t in trajs],
+            "completion_ids": [t.completion_ids for t in trajs],
+            "logprobs": [t.logprobs for t in trajs] if have_lp else None,
+            "env_mask": [t.env_mask for t in trajs],
+            "pred": [t.answer for t in trajs],
+            "n_calls": [len(t.calls) for t in trajs],
+            "n_calls_ok": [t.n_calls_ok for t in trajs],
+            "finish_reason": [t.finish_reason for t in trajs],
+            "model_tokens": [t.model_tokens for t in trajs],
+        }
+
+    return rollout
+
+
+# ---------------------------------------------------------------- trainer
+
+
+def grpo_config(
+    profile: Profile, output_dir: str | Path, steps: int, progress: bool = True, **overrides: Any
+):
+    """The GRPOConfig of a profile (the paper recipe for `paper`; scaled-down values for nano/smol)."""
+    import torch
+    from trl import GRPOConfig
+
+    completions = profile.prompts_per_step * profile.num_generations
+    accum = max(1, profile.gradient_accumulation_steps)
+    on_gpu = torch.cuda.is_available()
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        per_device_train_batch_size=max(profile.num_generations, completions // accum),
+        gradient_accumulation_steps=accum,
+        num_generations=profile.num_generations,
+        learning_rate=profile.learning_rate,
+        lr_scheduler_type=profile.lr_scheduler,
+        warmup_ratio=profile.warmup_ratio,
+        temperature=profile.temperature_start,
+        top_p=profile.train_sampling.top_p,
+        top_k=profile.train_sampling.top_k,
+        max_completion_length=profile.train_sampling.max_model_tokens,
+        reward_weights=list(profile.reward_weights),
+        beta=profile.beta,
+        logging_steps=1,
+        save_steps=profile.save_steps,
+        save_total_limit=2,
+        bf16=profile.bf16 and on_gpu,
+        use_cpu=not on_gpu,
+        gradient_checkpointing=profile.gradient_checkpointing,
+        seed=profile.seed,
+        report_to="none",
+        disable_tqdm=not progress,
+        use_vllm=profile.backend == "vllm",
+        log_completions=False,
+    )
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def build_trainer(
+    profile: Profile,
+    model,
+    tokenizer,
+    problems: list[dict],
+    output_dir: str | Path,
+    steps: int,
+    progress: bool = True,
+    **config_overrides: Any,
+):
+    """A GRPOTrainer whose completions are agent trajectories, with the temperature schedule and metrics log."""
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from .rewards import accuracy_reward, code_reward
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    dataset = Dataset.from_list([{"prompt": r["problem"], "answer": str(r["answer"])} for r in problems])
+    args = grpo_config(profile, output_dir, steps, progress=progress, **config_overrides)
+    peft_config = None
+    if profile.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=profile.lora_r,
+            lora_alpha=profile.lora_alpha,
+            use_rslora=profile.use_rslora,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    schedule, log = _callbacks(profile, output_dir / "train_metrics.csv")
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[accuracy_reward, code_reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        rollout_func=make_rollout_func(profile),
+        peft_config=peft_config,
+        callbacks=[schedule, log],
+    )
+    schedule.trainer = trainer
+    log.trainer = trainer
+    trainer.metrics_log = log
+    return trainer
+
+
+# ---------------------------------------------------------------- before/after check
+
+
+def agent_check(
+    backend, profile: Profile, problems: list[dict], seed: int = 0, progress: bool = False
+) -> dict:
+    """Code-use rate, accuracy and mean model tokens of the agent on `problems` (eval sampling), with 95% CIs."""
+    from .grading import is_equivalent
+    from .metrics import bootstrap_ci
+
+    trajs = run_agent(
+        backend,
+        [p["problem"] for p in problems],
+        profile,
+        sampling=profile.eval_sampling,
+        seed=seed,
+        progress=progress,
+    )
+    used = [float(t.n_calls_ok > 0) for t in trajs]
+    correct = [float(is_equivalent(str(p["answer"]), t.answer)) for p, t in zip(problems, trajs, strict=True)]
+    lens = [t.model_tokens for t in trajs]
+    return {
+        "n": len(trajs),
+        "code_use_rate": sum(used) / len(used),
+        "code_use_ci": list(bootstrap_ci(used)),
+        "accuracy": sum(correct) / len(correct),
+        "accuracy_ci": list(bootstrap_ci(correct)),
+        "mean_model_tokens": sum(lens) / len(lens),
+        "trajectories": trajs,
+    }
+
+
+def _load_policy(profile: Profile, device: str):
+    from .backends import load_model
+
+    return load_model(profile, device=device)
+
+
+def train(
+    profile: str | Profile = "nano",
+    steps: int | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    results_root: str | Path | None = None,
+    heldout: int | None = None,
+    progress: bool = True,
+    write_summary: bool = True,
+) -> dict:
+    """Evaluate the warm start on held-out problems, run GRPO, evaluate again with the same sampling, save the
+    trained model to `<output_dir>/final` and write `train_summary.json` (+ `train_metrics.csv`) to the results dir.
+    """
+    import shutil
+
+    import torch
+
+    from .backends import TransformersBackend
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    steps = steps or prof.train_steps
+    out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t0 = time.time()
+    model, tok = _load_policy(prof, device)
+    held = heldout_problems(prof, heldout)
+    print(f"held-out check before training on {len(held)} problems ...", flush=True)
+    before = agent_check(TransformersBackend(model, tok, prof.concurrency), prof, held, seed=prof.seed)
+    print(
+        f"  before: code use {before['code_use_rate']:.1%}, accuracy {before['accuracy']:.1%}, "
+        f"{before['mean_model_tokens']:.0f} model tokens",
+        flush=True,
+    )
+    problems = train_problems(prof)
+    if not resume and (out / "train_metrics.csv").exists():
+        (out / "train_metrics.csv").unlink()
+    model.train()
+    trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress)
+    last = None
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(out)) if out.exists() else None
+        print(f"resuming from {last}" if last else "no checkpoint to resume from; starting fresh", flush=True)
+    t_train = time.time()
+    trainer.train(resume_from_checkpoint=last)
+    train_wall = time.time() - t_train
+    final = out / "final"
+    trainer.save_model(str(final))
+    tok.save_pretrained(str(final))
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(policy, "merge_and_unload"):  # LoRA: also keep a merged copy for plain loading
+        policy = policy.merge_and_unload()
+    policy.eval()
+    after = agent_check(TransformersBackend(policy, tok, prof.concurrency), prof, held, seed=prof.seed)
+    print(
+        f"  after:  code use {after['code_use_rate']:.1%}, accuracy {after['accuracy']:.1%}, "
+        f"{after['mean_model_tokens']:.0f} model tokens",
+        flush=True,
+    )
+    summary = {
+        "profile": prof.name,
+        "steps": trainer.state.global_step,
+        "wall_time_s": round(time.time() - t0, 1),
+        "train_wall_time_s": round(train_wall, 1),
+        "heldout_problems": len(held),
+        "sampling": {
+            k: getattr(prof.eval_sampling, k) for k in ("temperature", "top_p", "top_k", "max_model_tokens")
+        },
+        "code_use_rate_before": round(before["code_use_rate"], 4),
+        "code_use_rate_after": round(after["code_use_rate"], 4),
+        "code_use_ci_before": [round(x, 4) for x in before["code_use_ci"]],
+        "code_use_ci_after": [round(x, 4) for x in after["code_use_ci"]],
+        "accuracy_before": round(before["accuracy"], 4),
+        "accuracy_after": round(after["accuracy"], 4),
+        "accuracy_ci_before": [round(x, 4) for x in before["accuracy_ci"]],
+        "accuracy_ci_after": [round(x, 4) for x in after["accuracy_ci"]],
+        "mean_model_tokens_before": round(before["mean_model_tokens"], 1),
+        "mean_model_tokens_after": round(after["mean_model_tokens"], 1),
+        "reward_weights": {"accuracy": prof.reward_weights[0], "code": prof.reward_weights[1]},
+        "temperature": {
+            "start": prof.temperature_start,
+            "end": prof.temperature_end,
+            "steps": prof.temperature_steps,
+        },
+        "learning_rate": prof.learning_rate,
+        "num_generations": prof.num_generations,
+        "prompts_per_step": prof.prompts_per_step,
+        "model_dir": str(final),
+    }
+    if write_summary:
+        res = results_dir(prof.name, results_root)
+        (res / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if (out / "train_metrics.csv").exists():
+            shutil.copy(out / "train_metrics.csv", res / "train_metrics.csv")
+        print(f"wrote {res / 'train_summary.json'}", flush=True)
+    summary["before"] = before
+    summary["after"] = after
+    return summary
+
+
+def train_main(
+    profile: str = "nano", steps: int | None = None, output_dir: str | None = None, resume: bool = False
+) -> int:
+    """`deepmath train`."""
+    if steps is not None and steps <= 0:
+        print(f"error: --steps must be positive, got {steps}")
+        return 2
+    summary = train(profile, steps=steps, output_dir=output_dir, resume=resume)
+    keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
+    print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
+    return 0 if not math.isnan(summary["accuracy_after"]) else 1

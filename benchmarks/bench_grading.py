@@ -1,0 +1,144 @@
+"""Grading throughput: ``is_equivalent`` on a realistic synthetic mix, in a fresh process (cold caches).
+
+8,000 rows over a few hundred distinct golds (integers, fractions, roots, intervals, tuples, text, degrees,
+thousands separators, expressions); each prediction is a bare answer or a whole solution text ending in a box,
+right (in another equivalent form) or wrong, with the repeats sampling produces. Prints one JSON line:
+``{"n": ..., "seconds": ..., "rows_per_s": ..., ...}``.
+
+    python benchmarks/bench_grading.py [--n 8000] [--golds 400] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FILLER = (
+    "We first rewrite the expression. Let $a = {a}$ and $b = {b}$; then $a + b = {c}$ and "
+    "$\\frac{{a}}{{b}} = \\frac{{{a}}}{{{b}}}$. Checking the small cases: $n=1$ gives {a}, $n=2$ gives {b}. "
+)
+
+
+def _forms(rng: random.Random) -> tuple[str, list[str], list[str]]:
+    """A gold answer, equivalent renderings of it, and wrong answers."""
+    kind = rng.choice(
+        ["int", "int", "int", "frac", "sqrt", "interval", "tuple", "text", "deg", "big", "expr"]
+    )
+    if kind == "int":
+        v = rng.randint(-50, 999)
+        return str(v), [str(v), f"{v}.0", f"x = {v}"], [str(v + d) for d in (1, -1, 2, 10)]
+    if kind == "frac":
+        p, q = rng.randint(1, 20), rng.choice([2, 3, 4, 5, 7, 8])
+        forms = [f"\\frac{{{p}}}{{{q}}}", f"{p}/{q}", f"\\dfrac{{{p}}}{{{q}}}"]
+        if q in (2, 4, 5, 8):
+            forms.append(str(p / q))
+        return f"\\frac{{{p}}}{{{q}}}", forms, [f"\\frac{{{p + 1}}}{{{q}}}", f"{p}/{q + 1}", str(p * q)]
+    if kind == "sqrt":
+        a, b = rng.randint(2, 9), rng.choice([2, 3, 5, 6, 7])
+        return (
+            f"{a}\\sqrt{{{b}}}",
+            [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a} \\cdot {b}^{{1/2}}"],
+            [f"{a + 1}\\sqrt{{{b}}}", f"\\sqrt{{{b}}}", str(a * b)],
+        )
+    if kind == "interval":
+        lo, hi = rng.randint(-9, 0), rng.randint(1, 9)
+        return (
+            f"[{lo}, {hi})",
+            [f"[{lo},{hi})", f"\\left[{lo}, {hi}\\right)"],
+            [f"({lo}, {hi})", f"[{lo}, {hi}]"],
+        )
+    if kind == "tuple":
+        x, y = rng.randint(-9, 9), rng.randint(-9, 9)
+        return (
+            f"({x}, {y})",
+            [f"({x},{y})", f"\\left({x}, {y}\\right)"],
+            [f"({y}, {x + 1})", f"({x}, {y + 1})"],
+        )
+    if kind == "text":
+        w = rng.choice(["yes", "no", "Monday", "even", "odd"])
+        other = {"yes": "no", "no": "yes", "Monday": "Tuesday", "even": "odd", "odd": "even"}[w]
+        return f"\\text{{{w}}}", [w, w.upper(), f"\\text{{{w.capitalize()}}}"], [other, f"\\text{{{other}}}"]
+    if kind == "deg":
+        v = rng.choice([30, 45, 60, 90, 120, 135])
+        return f"{v}^\\circ", [str(v), f"{v}^{{\\circ}}", f"{v}°"], [str(180 - v + 1), f"{v + 15}^\\circ"]
+    if kind == "big":
+        v = rng.randint(1000, 999_999)
+        return (
+            str(v),
+            [f"{v:,}", f"{v:,}".replace(",", "{,}"), f"{v:,}".replace(",", "\\,"), str(v)],
+            [str(v + 1), f"{v // 10:,}"],
+        )
+    a = rng.randint(1, 5)
+    return (
+        f"x^2 + {2 * a}x + {a * a}",
+        [f"(x+{a})^2", f"x^{{2}}+{2 * a}x+{a * a}", f"{a * a} + {2 * a}x + x^2"],
+        [f"(x+{a + 1})^2", f"x^2+{a * a}"],
+    )
+
+
+def make_rows(n: int = 8000, n_golds: int = 300, seed: int = 0) -> list[tuple[str, str]]:
+    """Deterministic (gold, pred) rows: ~45% right, ~55% wrong or unanswered; half bare answers, half solutions."""
+    rng = random.Random(seed)
+    problems = [_forms(rng) for _ in range(n_golds)]
+    rows = []
+    for i in range(n):
+        gold, right, wrong = problems[i % n_golds]
+        r = rng.random()
+        ans = rng.choice(right) if r < 0.45 else rng.choice(wrong) if r < 0.92 else f"{rng.randint(0, 10**6)}"
+        if rng.random() < 0.5:
+            pred = ans
+        else:
+            a, b = rng.randint(2, 99), rng.randint(2, 99)
+            body = "".join(FILLER.format(a=a + k, b=b, c=a + b + k) for k in range(rng.randint(3, 12)))
+            if rng.random() < 0.05:
+                pred = body + "I could not finish."  # no box
+            elif rng.random() < 0.2:
+                pred = (
+                    body
+                    + f"A first guess is $\\boxed{{{rng.choice(wrong)}}}$, but rechecking, \\boxed{{{ans}}}."
+                )
+            else:
+                pred = body + f"Therefore the answer is $\\boxed{{{ans}}}$."
+        rows.append((gold, pred))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time grading of the synthetic rows; print one JSON line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=8000)
+    ap.add_argument("--golds", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rows = make_rows(args.n, args.golds, args.seed)
+
+    t0 = time.perf_counter()
+    from deepmath_lib.grading import extract_answer, is_equivalent
+
+    is_equivalent("1", "1")  # import + first parse (antlr) inside the timing: it is part of the cost
+    n_equal = sum(is_equivalent(g, p) for g, p in rows)
+    seconds = time.perf_counter() - t0
+    distinct_preds = len({extract_answer(p) for _, p in rows})
+    print(
+        json.dumps(
+            {
+                "n": len(rows),
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(len(rows) / seconds, 1),
+                "distinct_golds": len({g for g, _ in rows}),
+                "distinct_pred_answers": distinct_preds,
+                "equal_rate": round(n_equal / len(rows), 3),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

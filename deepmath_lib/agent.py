@@ -149,21 +149,19 @@ async def run_trajectory(
                 logprobs += out.logprobs
             else:
                 have_logprobs = False
-            segment = tok.decode(out.token_ids, skip_special_tokens=True, errors="replace")
+            segment = tok.decode(out.token_ids, skip_special_tokens=True)
             segments.append(segment)
-            if out.finish == "eos":
+            if out.finish == "eos" or not out.token_ids:
                 traj.finish_reason = "eos"
                 break
-            if out.finish == "length" or not out.token_ids:
-                traj.finish_reason = "budget" if out.finish == "length" else "eos"
+            if out.finish == "length":
+                traj.finish_reason = "budget"
                 break
             # A code call: run it, fold the output back in (masked), continue.
             if len(traj.calls) >= profile.max_calls:
                 traj.finish_reason = "calls"
                 break
-            code = extract_code(
-                tok.decode(out.token_ids, skip_special_tokens=False, errors="replace"), profile
-            )
+            code = extract_code(tok.decode(out.token_ids, skip_special_tokens=False), profile)
             if sandbox is None:
                 sandbox = await asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile))
             if code is None:

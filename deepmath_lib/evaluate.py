@@ -213,3 +213,35 @@ def summary_table(summary: Any):
     ]
     keep += [c for c in ("mean_calls", "code_use_rate", "truncation_rate") if c in df.columns]
     return df[keep].round(3)
+
+
+def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int = 0):
+    """The same problems with the agent prompt (tool) and the plain CoT prompt (no tool), same sampling.
+
+    Returns (table, agent trajectories, CoT trajectories); the table has one row per problem and mode with
+    the answer, correctness, model tokens and calls.
+    """
+    import pandas as pd
+
+    from .agent import run_agent
+    from .grading import is_equivalent
+
+    texts = [p["problem"] for p in problems]
+    with_tool = run_agent(backend, texts, profile, tool=True, seed=seed)
+    without = run_agent(backend, texts, profile, tool=False, seed=seed)
+    rows = []
+    for p, a, b in zip(problems, with_tool, without, strict=True):
+        for mode, t in (("agent", a), ("no tool", b)):
+            rows.append(
+                {
+                    "problem": p["problem"],
+                    "gold": str(p["answer"]),
+                    "mode": mode,
+                    "answer": t.answer,
+                    "correct": is_equivalent(str(p["answer"]), t.answer),
+                    "model_tokens": t.model_tokens,
+                    "calls": len(t.calls),
+                    "finish": t.finish_reason,
+                }
+            )
+    return pd.DataFrame(rows), with_tool, without

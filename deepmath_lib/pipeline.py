@@ -19,9 +19,9 @@ class PipelineError(RuntimeError):
     """A notebook failed or the run was misconfigured; the message names what."""
 
 
-def list_notebooks(only: list[str] | None = None) -> list[Path]:
+def list_notebooks(only: list[str] | None = None, notebook_dir: str | Path | None = None) -> list[Path]:
     """The numbered notebooks (`NN_name.ipynb`) in order; `only` keeps those whose name starts with a prefix."""
-    notebooks = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(p for p in Path(notebook_dir or NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
     if only:
         chosen = [p for p in notebooks if any(p.name.startswith(prefix) for prefix in only)]
         missing = [o for o in only if not any(p.name.startswith(o) for p in notebooks)]
@@ -60,6 +60,7 @@ def run_pipeline(
     extra_params: dict | None = None,
     kernel: str = "python3",
     output_dir: str | Path | None = None,
+    notebook_dir: str | Path | None = None,
 ) -> list[Path]:
     """Execute the notebooks in order with papermill; executed copies go to `runs/`.
 
@@ -69,9 +70,10 @@ def run_pipeline(
 
     path, params = load_params(profile, params_file)
     params.update(extra_params or {})
-    notebooks = list_notebooks(only)
+    nb_dir = Path(notebook_dir or NOTEBOOK_DIR)
+    notebooks = list_notebooks(only, nb_dir)
     if not notebooks:
-        raise PipelineError(f"no notebooks found in {NOTEBOOK_DIR}")
+        raise PipelineError(f"no notebooks found in {nb_dir}")
     out_dir = Path(output_dir) if output_dir else RUNS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
@@ -89,7 +91,7 @@ def run_pipeline(
                 str(out),
                 parameters=params,
                 kernel_name=kernel,
-                cwd=str(NOTEBOOK_DIR),
+                cwd=str(nb_dir),
                 progress_bar=False,
                 log_output=False,
             )

@@ -33,7 +33,13 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .grpo import train_main
 
-    return train_main(profile=args.profile, steps=args.steps, output_dir=args.output_dir, resume=args.resume)
+    return train_main(
+        profile=args.profile,
+        steps=args.steps,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        vllm_mode=args.vllm_mode,
+    )
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -104,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     p.add_argument("--output-dir", default=None, help="where checkpoints and the trained model go")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
+    p.add_argument(
+        "--vllm-mode", choices=["colocate", "server"], default=None, help="paper: vLLM in-process or `trl vllm-serve`"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")

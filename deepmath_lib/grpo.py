@@ -271,6 +271,7 @@ def grpo_config(
         report_to="none",
         disable_tqdm=not progress,
         use_vllm=profile.backend == "vllm",
+        **({"vllm_mode": profile.vllm_mode} if profile.backend == "vllm" else {}),
         log_completions=False,
     )
     kwargs.update(overrides)
@@ -468,13 +469,20 @@ def train(
 
 
 def train_main(
-    profile: str = "nano", steps: int | None = None, output_dir: str | None = None, resume: bool = False
+    profile: str = "nano",
+    steps: int | None = None,
+    output_dir: str | None = None,
+    resume: bool = False,
+    vllm_mode: str | None = None,
 ) -> int:
-    """`deepmath train`."""
+    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures."""
+    import sys
+
     if steps is not None and steps <= 0:
-        print(f"error: --steps must be positive, got {steps}")
+        print(f"error: --steps must be positive, got {steps}", file=sys.stderr)
         return 2
-    summary = train(profile, steps=steps, output_dir=output_dir, resume=resume)
+    prof = get_profile(profile, vllm_mode=vllm_mode)
+    summary = train(prof, steps=steps, output_dir=output_dir, resume=resume)
     keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
     print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
     return 0 if not math.isnan(summary["accuracy_after"]) else 1

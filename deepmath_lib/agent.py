@@ -187,8 +187,8 @@ async def run_trajectory(
             await asyncio.to_thread(sandbox.close)
     traj.text = "".join(segments)
     traj.logprobs = logprobs if have_logprobs and logprobs else None
-    model_text = "".join(s for s in segments if not s.startswith(profile.output_template.split("{")[0]))
-    traj.answer = _extract_answer(model_text)
+    # The answer is the model's own prose: neither code nor executor output can supply it.
+    traj.answer = _extract_answer("".join(part for kind, part in render_text(traj, profile) if kind == "text"))
     if traj.finish_reason == "eos" and traj.answer is not None:
         traj.finish_reason = "answer"
     return traj

@@ -1,0 +1,34 @@
+"""A fast process sandbox for model-written Python: zygote-forked, locked-down, stateful workers.
+
+    with Sandbox(timeout=5) as sb:
+        sb.run("x = 2**10")
+        print(sb.run("x + 1").model_text())   # 1025
+
+See notebooks/01_executor for a tour, and `deepmath bench sandbox` for the latency numbers.
+"""
+
+from .core import (
+    DEFAULT_ALLOWED_IMPORTS,
+    RunResult,
+    Sandbox,
+    SandboxError,
+    exec_main,
+    neutralize,
+    sandbox_features,
+    start_zygote,
+    truncate,
+)
+from .smol import SmolagentsExecutor
+
+__all__ = [
+    "DEFAULT_ALLOWED_IMPORTS",
+    "RunResult",
+    "Sandbox",
+    "SandboxError",
+    "SmolagentsExecutor",
+    "exec_main",
+    "neutralize",
+    "sandbox_features",
+    "start_zygote",
+    "truncate",
+]

@@ -254,7 +254,7 @@ def grpo_config(
         num_generations=profile.num_generations,
         learning_rate=profile.learning_rate,
         lr_scheduler_type=profile.lr_scheduler,
-        warmup_ratio=profile.warmup_ratio,
+        warmup_steps=profile.warmup_ratio,  # a float in [0, 1) is a ratio of the run (transformers 5)
         temperature=profile.temperature_start,
         top_p=profile.train_sampling.top_p,
         top_k=profile.train_sampling.top_k,

@@ -169,7 +169,8 @@ async def run_trajectory(
             else:
                 with backend.executing():
                     res = await asyncio.to_thread(sandbox.run, code)
-                call = Call(code, res.model_text(), res.error is None, res.timed_out, res.duration_s)
+                # trailing newlines dropped: the block template supplies its own
+                call = Call(code, res.model_text().rstrip(), res.error is None, res.timed_out, res.duration_s)
             traj.calls.append(call)
             block = profile.output_template.format(output=call.output)
             block_ids = tok.encode(block, add_special_tokens=False)
@@ -188,7 +189,9 @@ async def run_trajectory(
     traj.text = "".join(segments)
     traj.logprobs = logprobs if have_logprobs and logprobs else None
     # The answer is the model's own prose: neither code nor executor output can supply it.
-    traj.answer = _extract_answer("".join(part for kind, part in render_text(traj, profile) if kind == "text"))
+    traj.answer = _extract_answer(
+        "".join(part for kind, part in render_text(traj, profile) if kind == "text")
+    )
     if traj.finish_reason == "eos" and traj.answer is not None:
         traj.finish_reason = "answer"
     return traj

@@ -185,11 +185,12 @@ def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
 # ---------------------------------------------------------------- rollouts
 
 
-def make_rollout_func(profile: Profile, max_batch: int | None = None):
-    """A TRL `rollout_func(prompts, trainer)` that runs the agent loop on the policy being trained."""
+def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=None):
+    """A TRL `rollout_func(prompts, trainer)` that runs the agent loop on the policy being trained
+    (`backend` overrides the policy's own backend, for tests)."""
     from .backends import TransformersBackend, TRLVLLMBackend
 
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {} if backend is None else {"backend": backend}
 
     def rollout(prompts: list, trainer) -> dict[str, list]:
         if "backend" not in state:
@@ -266,7 +267,6 @@ def grpo_config(
         save_total_limit=2,
         bf16=profile.bf16 and on_gpu,
         use_cpu=not on_gpu,
-        gradient_checkpointing=profile.gradient_checkpointing,
         seed=profile.seed,
         report_to="none",
         disable_tqdm=not progress,
@@ -274,6 +274,9 @@ def grpo_config(
         **({"vllm_mode": profile.vllm_mode} if profile.backend == "vllm" else {}),
         log_completions=False,
     )
+    kwargs["gradient_checkpointing"] = (
+        profile.gradient_checkpointing
+    )  # TRL defaults to True: slow for tiny models
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
 
@@ -286,9 +289,11 @@ def build_trainer(
     output_dir: str | Path,
     steps: int,
     progress: bool = True,
+    backend=None,
     **config_overrides: Any,
 ):
-    """A GRPOTrainer whose completions are agent trajectories, with the temperature schedule and metrics log."""
+    """A GRPOTrainer whose completions are agent trajectories, with the temperature schedule and metrics log.
+    `backend` replaces the policy's own generation backend (tests)."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -319,7 +324,7 @@ def build_trainer(
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        rollout_func=make_rollout_func(profile),
+        rollout_func=make_rollout_func(profile, backend=backend),
         peft_config=peft_config,
         callbacks=[schedule, log],
     )

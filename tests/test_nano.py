@@ -129,10 +129,10 @@ def test_tokenizer_roundtrip_and_specials():
     assert tok.decode(tok.encode("<|im_start|>a<tool_call>b</tool_call>"), skip_special_tokens=True) == (
         "a<tool_call>b</tool_call>"
     )
-    # character level: concatenating ids equals encoding the concatenation
-    assert tok.encode("12", add_special_tokens=False) + tok.encode(
-        "34", add_special_tokens=False
-    ) == tok.encode("1234", add_special_tokens=False)
+    # characters, except that numbers up to the recipe's width are single tokens (copying one is one token)
+    width = nano.RECIPE["tokenizer"]["number_digits"]
+    assert len(tok.encode("9" * width, add_special_tokens=False)) == 1
+    assert tok.convert_ids_to_tokens(tok.encode("x=1234567", add_special_tokens=False)) == ["x", "=", "1234", "567"]
     unk = tok.encode("é∑", add_special_tokens=False)
     assert unk == [tok.unk_token_id] * 2
 
@@ -163,7 +163,7 @@ def test_sft_examples_masks():
     modes = [r["mode"] for r in rows]
     decided = modes.count("tool") / (modes.count("tool") + modes.count("hand"))
     assert 0.15 < decided < 0.4  # the trained decision to call the tool on agent prompts
-    assert 0.05 < modes.count("cot") / len(rows) < 0.35
+    assert 0.05 < modes.count("cot") / (len(rows) - modes.count("tool-extra")) < 0.35
     for r in rows:
         assert len(r["input_ids"]) == len(r["labels"])
         trained = tok.decode([t for t, lab in zip(r["input_ids"], r["labels"], strict=True) if lab != -100])
@@ -208,10 +208,6 @@ def test_built_model_loads_and_answers(built):
     assert len(shaped) >= 3, [r["text"] for r in res]
 
 
-@pytest.mark.xfail(
-    reason="recipe v1 does not yet learn to copy numbers (output -> \\boxed{}): tool and hand accuracy both ~0",
-    strict=False,
-)
 def test_built_model_tool_path_more_accurate(built):
     """The property GRPO relies on: calling the tool pays off (measured on 40 heldout problems)."""
     model, tok = built

@@ -28,7 +28,10 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0) -> dict:
     model, tok = load_model(prof, device="cpu")
     problems = _problems(prof, n)
     sampling = prof.train_sampling  # the rollout setting: sampled, the GRPO token budget
-    # warm-up: first sandbox fork, first forward pass
+    # warm-up: the sandbox zygote (started once per process), first forward pass
+    from .sandbox import start_zygote
+
+    start_zygote()
     run_agent(TransformersBackend(model, tok, 4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4)
     rows = {}
     for name, conc in (("concurrent", n), ("sequential", 1)):

@@ -1,2 +1,3 @@
 """DeepMath notebooks library."""
+
 __version__ = "0.1.0"

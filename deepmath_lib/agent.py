@@ -12,6 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .backends import Backend, Stop
@@ -371,10 +372,33 @@ def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     )
 
 
+def trained_model_path(profile: str) -> str | None:
+    """The newest GRPO-trained model of a profile (from `make demo` or `deepmath train`), if any."""
+    from .paths import REPO_ROOT
+
+    found = [
+        d
+        for d in (
+            REPO_ROOT / "runs" / "demo" / profile / "grpo" / "final",
+            REPO_ROOT / "runs" / profile / "grpo" / "final",
+        )
+        if (d / "config.json").is_file() or (d / "adapter_config.json").is_file()
+    ]
+    return str(max(found, key=lambda d: d.stat().st_mtime)) if found else None
+
+
 def solve_main(
-    question: str, profile: str = "nano", samples: int = 1, seed: int = 0, tool: bool = True
+    question: str,
+    profile: str = "nano",
+    samples: int = 1,
+    seed: int = 0,
+    tool: bool = True,
+    model: str | None = None,
 ) -> int:
-    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`."""
+    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
+
+    `model`: a model directory, "base" for the profile's untrained model, or None for the GRPO-trained model when
+    one exists (else the base model)."""
     import sys
 
     from rich.console import Console
@@ -386,9 +410,14 @@ def solve_main(
         print("error: the question is empty", file=sys.stderr)
         return 2
     prof = get_profile(profile)
+    path = None if model == "base" else model or trained_model_path(prof.name)
+    if path is not None and not Path(path).exists():
+        print(f"error: model path not found: {path}", file=sys.stderr)
+        return 2
     console = Console(highlight=False, stderr=False)
+    console.print(f"[dim]model: {path or prof.model + ' (base)'}[/dim]")
     with console.status(f"loading the {prof.name} model ..."):
-        backend = make_backend(prof)
+        backend = make_backend(prof, model_path=path)
     sampling = prof.eval_sampling
     trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
     for k, traj in enumerate(trajs):

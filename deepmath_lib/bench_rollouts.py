@@ -32,7 +32,9 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0) -> dict:
     from .sandbox import start_zygote
 
     start_zygote()
-    run_agent(TransformersBackend(model, tok, 4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4)
+    run_agent(
+        TransformersBackend(model, tok, 4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4
+    )
     rows = {}
     for name, conc in (("concurrent", n), ("sequential", 1)):
         backend = TransformersBackend(model, tok, max_batch=conc)

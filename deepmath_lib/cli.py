@@ -20,7 +20,12 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from .agent import solve_main
 
     return solve_main(
-        args.question, profile=args.profile, samples=args.samples, seed=args.seed, tool=not args.no_tool
+        args.question,
+        profile=args.profile,
+        samples=args.samples,
+        seed=args.seed,
+        tool=not args.no_tool,
+        model=args.model,
     )
 
 
@@ -100,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tool", action="store_true", help="plain chain of thought, no code execution")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory, or 'base' for the untrained model (default: the GRPO-trained model if one exists)",
+    )
     p.set_defaults(func=_cmd_solve)
 
     p = sub.add_parser("grade", help='JSONL {"gold", "pred"} on stdin -> same rows plus "equal" on stdout')
@@ -111,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None, help="where checkpoints and the trained model go")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
     p.add_argument(
-        "--vllm-mode", choices=["colocate", "server"], default=None, help="paper: vLLM in-process or `trl vllm-serve`"
+        "--vllm-mode",
+        choices=["colocate", "server"],
+        default=None,
+        help="paper: vLLM in-process or `trl vllm-serve`",
     )
     p.set_defaults(func=_cmd_train)
 

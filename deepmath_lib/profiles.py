@@ -28,7 +28,9 @@ class Profile:
     gguf_file: str | None = None
     adapter: str | None = None  # LoRA adapter of the trained model (paper: Intel/deepmath-v1)
     backend: str = "transformers"  # transformers | vllm | openai
-    vllm_mode: str = "colocate"  # GRPO with vLLM: colocate (one GPU) or server (`trl vllm-serve` on its own GPUs)
+    vllm_mode: str = (
+        "colocate"  # GRPO with vLLM: colocate (one GPU) or server (`trl vllm-serve` on its own GPUs)
+    )
     dtype: str = "float32"
     device: str = "auto"
     # call format: the model writes code between call_open/call_close; results come back in output_template

@@ -29,6 +29,46 @@ def default_trained_model(profile: str, work_dir: str | Path | None = None) -> P
     return Path(work_dir or REPO_ROOT / "runs") / profile / "grpo" / "final"
 
 
+def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
+    """A short id of the weights a configuration runs: a hash of the weight files (small models) or of their names,
+    sizes and config (large ones), so samples from other weights are never mixed into a resumed run."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if model_path is None and profile.model == "nano":
+        from .nano import build_nano
+
+        model_path = build_nano(verbose=False)
+    path = Path(model_path) if model_path is not None else None
+    if path is None or not path.is_dir():
+        h.update(f"{profile.model}|{profile.gguf_file}|{profile.adapter}|{model_path}".encode())
+        return h.hexdigest()[:16]
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    small = sum(p.stat().st_size for p in files) < 200 * 2**20
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if small or f.suffix == ".json" else str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def _check_fingerprint(store_path: Path, fingerprint: dict) -> None:
+    """Keep a resumed run honest: if the stored samples came from other weights or sampling, set them aside."""
+    import json
+    import time as _time
+
+    meta = store_path.with_suffix(".meta.json")
+    if store_path.exists() and meta.exists():
+        old = json.loads(meta.read_text())
+        if old != fingerprint:
+            stale = store_path.with_name(
+                f"{store_path.name}.stale-{int(_time.time())}"
+            )  # not *.jsonl: not read
+            store_path.rename(stale)
+            print(f"  {store_path.name}: samples came from other weights or settings; moved to {stale.name}")
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(fingerprint, indent=1) + "\n")
+
+
 def _record(dataset: str, config: str, prob: dict, sample: int, traj) -> dict:
     from .grading import gold_is_parseable, is_equivalent
 
@@ -61,12 +101,21 @@ def run_config(
     samples: int,
     results_root: str | Path | None = None,
     progress: bool = True,
+    fingerprint: str | None = None,
 ) -> int:
-    """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run."""
+    """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run.
+    Samples stored under another `fingerprint` (other weights or sampling) are set aside, not resumed."""
+    from dataclasses import asdict
+
     from .results import ResultStore, samples_path
 
     _, tool = CONFIGS[config]
-    store = ResultStore(samples_path(profile.name, dataset, config, results_root))
+    path = samples_path(profile.name, dataset, config, results_root)
+    _check_fingerprint(
+        path,
+        {"model": fingerprint, "tool": tool, "sampling": asdict(profile.eval_sampling), "seed": profile.seed},
+    )
+    store = ResultStore(path)
     done = store.done_keys()
     jobs = [
         (p, s) for p in problems for s in range(samples) if (dataset, config, str(p["id"]), s) not in done
@@ -152,11 +201,15 @@ def evaluate(
         todo = [c for c in configs if CONFIGS[c][0] == weights]
         if not todo:
             continue
-        backend = make_backend(prof, model_path=str(trained) if weights else None)
+        model_path = str(trained) if weights else None
+        fingerprint = model_fingerprint(prof, model_path)
+        backend = make_backend(prof, model_path=model_path)
         try:
             for name, probs in loaded.items():
                 for config in todo:
-                    run_config(backend, prof, name, probs, config, samples, results_root, progress)
+                    run_config(
+                        backend, prof, name, probs, config, samples, results_root, progress, fingerprint
+                    )
         finally:
             backend.close()
     print(f"evaluation done in {time.time() - t0:.0f}s", flush=True)

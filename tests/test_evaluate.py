@@ -1,0 +1,39 @@
+"""Evaluation bookkeeping: a resumed run never mixes samples from other weights or sampling settings."""
+
+import json
+
+from deepmath_lib.evaluate import _check_fingerprint, model_fingerprint
+from deepmath_lib.profiles import get_profile
+from deepmath_lib.results import ResultStore, read_records
+
+
+def _fill(path, n):
+    store = ResultStore(path)
+    for i in range(n):
+        store.append({"dataset": "nano", "config": "agent", "problem_id": str(i), "sample": 0, "pred": "1"})
+
+
+def test_same_fingerprint_resumes_other_fingerprint_sets_aside(tmp_path, capsys):
+    path = tmp_path / "samples" / "nano__agent.jsonl"
+    _check_fingerprint(path, {"model": "A"})
+    _fill(path, 3)
+    _check_fingerprint(path, {"model": "A"})  # same weights: resume
+    assert len(ResultStore(path)) == 3
+    _check_fingerprint(path, {"model": "B"})  # other weights: the old samples are moved out of the way
+    assert not path.exists() and "other weights" in capsys.readouterr().out
+    stale = list((tmp_path / "samples").glob("nano__agent.jsonl.stale-*"))
+    assert len(stale) == 1 and len(ResultStore(stale[0])) == 3
+    assert read_records(tmp_path / "samples") == []  # set-aside samples never reach the summary
+    assert json.loads(path.with_suffix(".meta.json").read_text()) == {"model": "B"}
+
+
+def test_model_fingerprint_tracks_weights(tmp_path):
+    prof = get_profile("nano")
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"\x00" * 64)
+    a = model_fingerprint(prof, d)
+    assert a == model_fingerprint(prof, d)
+    (d / "model.safetensors").write_bytes(b"\x01" * 64)
+    assert model_fingerprint(prof, d) != a

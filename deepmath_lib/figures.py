@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .datasets import dataset_label, load_reference
-from .results import profile_results_dir, read_records
+from .results import TRAIN_METRICS_COLUMNS, profile_results_dir, read_records
 
 CONFIG_ORDER: tuple[str, ...] = ("baseline", "agent", "grpo", "deepmath")
 CONFIG_LABELS = {"baseline": "Baseline", "agent": "+Agent", "grpo": "+GRPO", "deepmath": "DeepMath"}
@@ -37,15 +37,7 @@ SHORT_DATASET = {
     "hmmt_feb2025": "HMMT Feb 2025",
     "hle_math": "HLE",
 }
-TRAIN_COLUMNS = (
-    "reward",
-    "reward_accuracy",
-    "reward_code",
-    "code_use_rate",
-    "accuracy",
-    "mean_model_tokens",
-    "temperature",
-)
+TRAIN_COLUMNS = TRAIN_METRICS_COLUMNS
 DPI = 120
 
 FIGURE_FILES = {

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .agent import prompt_ids_for, run_agent
-from .paths import REPO_ROOT, results_dir
+from .paths import REPO_ROOT
 from .profiles import Profile, Sampling, get_profile
+from .results import TRAIN_METRICS_COLUMNS, profile_results_dir
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -81,17 +82,7 @@ def _callbacks(profile: Profile, metrics_path: Path):
     class MetricsLog(TrainerCallback):
         """Per-step metrics appended to train_metrics.csv as they come (a resumed run keeps the earlier rows)."""
 
-        fields = (
-            "step",
-            "reward",
-            "reward_accuracy",
-            "reward_code",
-            "code_use_rate",
-            "accuracy",
-            "mean_model_tokens",
-            "temperature",
-            "loss",
-        )
+        fields = ("step", *TRAIN_METRICS_COLUMNS, "loss")
 
         def __init__(self) -> None:
             self.trainer = None
@@ -463,7 +454,8 @@ def train(
         "model_dir": str(final),
     }
     if write_summary:
-        res = results_dir(prof.name, results_root)
+        res = profile_results_dir(prof.name, results_root)
+        res.mkdir(parents=True, exist_ok=True)
         (res / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if (out / "train_metrics.csv").exists():
             shutil.copy(out / "train_metrics.csv", res / "train_metrics.csv")

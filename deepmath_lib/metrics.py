@@ -18,19 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SUMMARY_COLUMNS = [
-    "dataset",
-    "config",
-    "k",
-    "maj_at_k",
-    "maj_ci_low",
-    "maj_ci_high",
-    "pass_at_k",
-    "mean_at_k",
-    "mean_len_model_tokens",
-    "mean_len_total_tokens",
-    "n_problems",
-]
+from .results import EVAL_SUMMARY_COLUMNS
+
+SUMMARY_COLUMNS = list(EVAL_SUMMARY_COLUMNS)  # the contract columns of eval_summary.csv, in order
 EXTRA_COLUMNS = [
     "mean_at_k_ci_low",
     "mean_at_k_ci_high",

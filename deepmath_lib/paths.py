@@ -14,10 +14,3 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("DEEPMATH_CACHE", REPO_ROOT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def results_dir(profile: str, root: str | os.PathLike | None = None) -> Path:
-    """`data/results/<profile>/` (or `<root>/<profile>/`), created on demand."""
-    path = Path(root if root is not None else REPO_ROOT / "data" / "results") / profile
-    path.mkdir(parents=True, exist_ok=True)
-    return path

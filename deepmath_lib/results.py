@@ -45,7 +45,6 @@ RECORD_FIELDS: tuple[str, ...] = (
     "total_tokens",
     "text",
 )
-FINISH_REASONS: tuple[str, ...] = ("answer", "eos", "budget", "calls", "error")
 MAX_TEXT_CHARS = 20_000
 EVAL_SUMMARY_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -59,6 +58,16 @@ EVAL_SUMMARY_COLUMNS: tuple[str, ...] = (
     "mean_len_model_tokens",
     "mean_len_total_tokens",
     "n_problems",
+)
+# Per-step GRPO log (`train_metrics.csv`), written by grpo.py and drawn by figures.py.
+TRAIN_METRICS_COLUMNS: tuple[str, ...] = (
+    "reward",
+    "reward_accuracy",
+    "reward_code",
+    "code_use_rate",
+    "accuracy",
+    "mean_model_tokens",
+    "temperature",
 )
 
 

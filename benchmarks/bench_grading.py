@@ -2,10 +2,13 @@
 
 8,000 rows over a few hundred distinct golds (integers, fractions, roots, intervals, tuples, text, degrees,
 thousands separators, expressions); each prediction is a bare answer or a whole solution text ending in a box,
-right (in another equivalent form) or wrong, with the repeats sampling produces. Prints one JSON line:
-``{"n": ..., "seconds": ..., "rows_per_s": ..., ...}``.
+in several boxes, or in no box at all ("The final answer is $…$", or nothing), right (in another equivalent form)
+or wrong, with the repeats sampling produces. Prints one JSON line:
+``{"n": ..., "seconds": ..., "rows_per_s": ..., ...}``. With ``--suite``, also grades the labelled suite
+(``tests/fixtures/grading_suite.jsonl``) with ours and with bare math-verify (default ``parse`` and ``verify``, gold
+wrapped in ``$…$``) and prints a second line with both agreements.
 
-    python benchmarks/bench_grading.py [--n 8000] [--golds 400] [--seed 0]
+    python benchmarks/bench_grading.py [--n 8000] [--golds 400] [--seed 0] [--suite]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+SUITE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "grading_suite.jsonl"
 
 FILLER = (
     "We first rewrite the expression. Let $a = {a}$ and $b = {b}$; then $a + b = {c}$ and "
@@ -96,9 +100,16 @@ def make_rows(n: int = 8000, n_golds: int = 300, seed: int = 0) -> list[tuple[st
         else:
             a, b = rng.randint(2, 99), rng.randint(2, 99)
             body = "".join(FILLER.format(a=a + k, b=b, c=a + b + k) for k in range(rng.randint(3, 12)))
-            if rng.random() < 0.05:
-                pred = body + "I could not finish."  # no box
-            elif rng.random() < 0.2:
+            kind = rng.random()
+            if kind < 0.05:
+                pred = body + "I could not finish."  # no box: math-verify's extraction finds some formula
+            elif kind < 0.15:
+                pred = body + f"Final Answer: The final answer is ${ans}$. I hope it is correct."  # no box
+            elif kind < 0.25:
+                pred = (
+                    body + f"The answers are $\\boxed{{{ans}}}$ and $\\boxed{{{rng.choice(wrong)}}}$."
+                )  # several
+            elif kind < 0.4:
                 pred = (
                     body
                     + f"A first guess is $\\boxed{{{rng.choice(wrong)}}}$, but rechecking, \\boxed{{{ans}}}."
@@ -115,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=8000)
     ap.add_argument("--golds", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--suite", action="store_true", help="also compare ours with bare math-verify on the suite"
+    )
     args = ap.parse_args(argv)
     rows = make_rows(args.n, args.golds, args.seed)
 
@@ -137,7 +151,40 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     )
+    if args.suite:
+        print(json.dumps(suite_agreement()))
     return 0
+
+
+def suite_agreement(path: Path = SUITE) -> dict:
+    """Agreement with the labels of the suite: ours and bare math-verify, overall and per class."""
+    from math_verify import parse, verify
+
+    from deepmath_lib.grading import is_equivalent
+
+    def bare(gold: str, pred: str) -> bool:
+        try:
+            return bool(
+                verify(
+                    parse(f"${gold}$", parsing_timeout=None),
+                    parse(pred, parsing_timeout=None),
+                    timeout_seconds=None,
+                )
+            )
+        except Exception:
+            return False
+
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out: dict = {"suite_n": len(rows)}
+    for name, grade in (("ours", is_equivalent), ("bare_math_verify", bare)):
+        hits = [grade(r["gold"], r["pred"]) == r["label"] for r in rows]
+        out[name] = round(sum(hits) / len(rows), 3)
+        out[f"{name}_by_class"] = {
+            c: f"{sum(h for h, r in zip(hits, rows, strict=True) if r['class'] == c)}/"
+            f"{sum(r['class'] == c for r in rows)}"
+            for c in sorted({r["class"] for r in rows})
+        }
+    return out
 
 
 if __name__ == "__main__":

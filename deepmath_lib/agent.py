@@ -12,7 +12,6 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .backends import Backend, Stop
@@ -100,9 +99,9 @@ def extract_code(segment: str, profile: Profile) -> str | None:
 
 
 def _extract_answer(text: str) -> str | None:
-    from .grading import extract_boxed
+    from .grading import extract_answer
 
-    return extract_boxed(text)
+    return extract_answer(text)
 
 
 def prompt_ids_for(tokenizer, problem: str, profile: Profile, tool: bool) -> list[int]:
@@ -134,6 +133,9 @@ async def run_trajectory(
     logprobs: list[float] = []
     have_logprobs = True
     segments: list[str] = []
+    steps = 0
+    since_call: list[int] = []  # generated ids since the last call (a call may span steps)
+    resume_step = False
     backend.trajectory_started()
     try:
         while True:
@@ -141,9 +143,15 @@ async def run_trajectory(
             if remaining <= 0:
                 traj.finish_reason = "budget"
                 break
+            # One agent step generates at most `max_tokens_per_step` (the original: 3,000); a step cut there is
+            # followed by another, up to `max_calls` steps in all.
+            step_cap = min(remaining, profile.max_tokens_per_step or remaining)
             out = await backend.generate(
-                traj.prompt_ids + traj.completion_ids, remaining, sampling, stop, tag=tag
+                traj.prompt_ids + traj.completion_ids, step_cap, sampling, stop, tag=tag
             )
+            steps += 1
+            since_call = out.token_ids if resume_step is False else since_call + out.token_ids
+            resume_step = False
             traj.completion_ids += out.token_ids
             traj.env_mask += [1] * len(out.token_ids)
             if out.logprobs is not None and have_logprobs:
@@ -156,13 +164,16 @@ async def run_trajectory(
                 traj.finish_reason = "eos"
                 break
             if out.finish == "length":
-                traj.finish_reason = "budget"
+                if step_cap < remaining and steps < profile.max_calls:
+                    resume_step = True
+                    continue  # the step's own cap, not the budget: the next step goes on
+                traj.finish_reason = "budget" if step_cap == remaining else "calls"
                 break
             # A code call: run it, fold the output back in (masked), continue.
             if len(traj.calls) >= profile.max_calls:
                 traj.finish_reason = "calls"
                 break
-            code = extract_code(tok.decode(out.token_ids, skip_special_tokens=False), profile)
+            code = extract_code(tok.decode(since_call, skip_special_tokens=False), profile)
             if sandbox is None:
                 sandbox = await asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile))
             if code is None:
@@ -372,21 +383,6 @@ def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     )
 
 
-def trained_model_path(profile: str) -> str | None:
-    """The newest GRPO-trained model of a profile (from `make demo` or `deepmath train`), if any."""
-    from .paths import REPO_ROOT
-
-    found = [
-        d
-        for d in (
-            REPO_ROOT / "runs" / "demo" / profile / "grpo" / "final",
-            REPO_ROOT / "runs" / profile / "grpo" / "final",
-        )
-        if (d / "config.json").is_file() or (d / "adapter_config.json").is_file()
-    ]
-    return str(max(found, key=lambda d: d.stat().st_mtime)) if found else None
-
-
 def solve_main(
     question: str,
     profile: str = "nano",
@@ -394,11 +390,14 @@ def solve_main(
     seed: int = 0,
     tool: bool = True,
     model: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
 ) -> int:
     """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
 
-    `model`: a model directory, "base" for the profile's untrained model, or None for the GRPO-trained model when
-    one exists (else the base model)."""
+    `model`: a model folder or hub id, "base" for the profile's untrained model, or None for this repo's
+    GRPO-trained model when one exists (else the base model). `backend`: transformers, vllm or openai (with
+    `base_url`)."""
     import sys
 
     from rich.console import Console
@@ -409,15 +408,22 @@ def solve_main(
     if not question.strip():
         print("error: the question is empty", file=sys.stderr)
         return 2
-    prof = get_profile(profile)
-    path = None if model == "base" else model or trained_model_path(prof.name)
-    if path is not None and not Path(path).exists():
-        print(f"error: model path not found: {path}", file=sys.stderr)
+    from .models import check_weights_arg, trained_model_path
+
+    try:
+        prof = get_profile(profile, backend=backend)
+        path = None if model == "base" else model or trained_model_path(prof)
+        if path is not None:
+            check_weights_arg(path)
+        if prof.backend == "openai" and not base_url:
+            raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     console = Console(highlight=False, stderr=False)
-    console.print(f"[dim]model: {path or prof.model + ' (base)'}[/dim]")
+    console.print(f"[dim]model: {path or prof.model + ' (base)'} | backend: {prof.backend}[/dim]")
     with console.status(f"loading the {prof.name} model ..."):
-        backend = make_backend(prof, model_path=path)
+        backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
     sampling = prof.eval_sampling
     trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
     for k, traj in enumerate(trajs):
@@ -426,6 +432,6 @@ def solve_main(
     answer, votes = majority_vote([t.answer for t in trajs])
     if samples > 1:
         console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
-    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
     backend.close()
+    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
     return 0

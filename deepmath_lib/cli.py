@@ -26,6 +26,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         seed=args.seed,
         tool=not args.no_tool,
         model=args.model,
+        backend=args.backend,
+        base_url=args.base_url,
     )
 
 
@@ -58,6 +60,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         n_problems=args.n_problems,
         trained_model=args.trained_model,
         results_root=args.results_root,
+        backend=args.backend,
+        base_url=args.base_url,
     )
 
 
@@ -74,7 +78,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench_main(repeats=args.repeats)
     from .bench_rollouts import bench_main
 
-    return bench_main(profile=args.profile, n=args.n)
+    return bench_main(profile=args.profile, n=args.n, backend=args.backend)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
@@ -92,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     profiles = sorted(PROFILES)
 
+    def add_backend(p: argparse.ArgumentParser, base_url: bool = True) -> None:
+        p.add_argument(
+            "--backend",
+            choices=["transformers", "vllm", "openai"],
+            default=None,
+            help="generation backend (default: the profile's; vllm needs vLLM, `make install-vllm` on a CPU)",
+        )
+        if base_url:
+            p.add_argument(
+                "--base-url", default=None, help="openai backend: the server, e.g. http://127.0.0.1:8000/v1"
+            )
+
     p = sub.add_parser("exec", help="run the Python snippet on stdin in a fresh sandbox")
     p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds (default 5)")
     p.add_argument("--json", action="store_true", help="print {stdout, error, timed_out, duration_s} as JSON")
@@ -108,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="model directory, or 'base' for the untrained model (default: the GRPO-trained model if one exists)",
+        help="model folder or hub id, or 'base' for the untrained model (default: the GRPO-trained model if one exists)",
     )
+    add_backend(p)
     p.set_defaults(func=_cmd_solve)
 
     p = sub.add_parser("grade", help='JSONL {"gold", "pred"} on stdin -> same rows plus "equal" on stdout')
@@ -140,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--samples", type=int, default=None, help="samples per problem (k of maj@k)")
     p.add_argument("--n-problems", type=int, default=None, help="first N problems of each dataset")
-    p.add_argument("--trained-model", default=None, help="path of the GRPO-trained model (grpo, deepmath)")
+    p.add_argument(
+        "--trained-model",
+        default=None,
+        help="folder or hub id of the trained weights for grpo/deepmath (default: this repo's GRPO output, else the "
+        "profile's released adapter)",
+    )
     p.add_argument("--results-root", default=None, help="default data/results")
+    add_backend(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("figures", help="draw the figures from the results (notebook 05)")
@@ -155,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="nano", choices=profiles, help="rollouts only")
     p.add_argument("--n", type=int, default=64, help="rollouts: number of trajectories")
     p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
+    add_backend(p, base_url=False)
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")

@@ -116,8 +116,8 @@ def load_problems(name_or_path: str, n: int | None = None, split: str | None = N
     name = resolve_name(text)
     path = Path(text).expanduser()
     if name is not None and not path.exists():
-        if name == "nano":
-            rows, label = _load_nano(n), DATASETS["nano"].label
+        if name in GENERATORS:
+            rows, label = GENERATORS[name](n, split or DATASETS[name].split), DATASETS[name].label
         else:
             rows, label = _load_hub(DATASETS[name], split), DATASETS[name].label
         kind = name
@@ -219,10 +219,50 @@ def _answer_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _load_nano(n: int | None) -> list[dict]:
+def _load_nano(n: int | None, split: str = "eval") -> list[dict]:
     from deepmath_lib.nano import generate_problems  # lazy: only needed for the nano profile
 
-    return list(generate_problems(n or 200, split="eval"))
+    return list(generate_problems(n or 200, split=split))
+
+
+# Data sets made by a generator rather than read: name -> f(n, split); splits train / heldout / eval are disjoint.
+GENERATORS = {"nano": _load_nano}
+
+
+def load_train_problems(source: str, n: int | None = None, seed: int = 0) -> list[dict]:
+    """Training problems `{id, problem, answer}` from a generator name (split "train"), a local JSONL/parquet/dir,
+    or a hub dataset (e.g. fastragdev/openmathreasoning-tir: `problem`, `answer`; nvidia/OpenMathReasoning's `tir`
+    split: `problem`, `expected_answer`). Hub and file rows are deduplicated by problem text and shuffled with
+    `seed` before the first `n` are taken (OpenMathReasoning repeats each problem many times, in order)."""
+    import random
+
+    name = resolve_name(source)
+    if name in GENERATORS:
+        return load_problems(name, n=n, split="train")
+    path = Path(source).expanduser()
+    if path.exists():
+        rows = _read_local(path, None)
+    else:
+        try:
+            from datasets import load_dataset
+
+            split = "tir" if source.lower() == "nvidia/openmathreasoning" else "train"
+            rows = [dict(r) for r in load_dataset(source, split=split)]
+        except Exception as exc:
+            raise DatasetError(
+                f"could not load training data {source!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
+                "pass a local JSONL/parquet with `problem` and `answer` (or `expected_answer`) columns instead"
+            ) from exc
+    problems = normalise_rows(rows, source)
+    seen: set[str] = set()
+    unique = []
+    for p in problems:
+        key = " ".join(p["problem"].split()).lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    random.Random(seed).shuffle(unique)
+    return unique[:n] if n is not None else unique
 
 
 def _load_hub(spec: DatasetSpec, split: str | None) -> list[dict]:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import REPO_ROOT
 from .profiles import Profile, get_profile
 
 CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
@@ -24,9 +23,14 @@ CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
 }
 
 
-def default_trained_model(profile: str, work_dir: str | Path | None = None) -> Path:
-    """Where `deepmath train` / notebook 03 saves the trained model: `<work_dir>/<profile>/grpo/final`."""
-    return Path(work_dir or REPO_ROOT / "runs") / profile / "grpo" / "final"
+class GenerationFailed(RuntimeError):
+    """Too many trajectories raised in the backend (a dead engine, out of memory): the run stops; nothing failed
+    was stored, so a rerun retries exactly those samples."""
+
+
+def failure_limit(n_jobs: int) -> int:
+    """How many failed generations a run tolerates before it stops: 10% of its jobs, at least 2."""
+    return max(2, n_jobs // 10)
 
 
 def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
@@ -35,13 +39,14 @@ def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    if model_path is None and profile.model == "nano":
-        from .nano import build_nano
+    from .models import split_weights
 
-        model_path = build_nano(verbose=False)
-    path = Path(model_path) if model_path is not None else None
-    if path is None or not path.is_dir():
-        h.update(f"{profile.model}|{profile.gguf_file}|{profile.adapter}|{model_path}".encode())
+    source, adapter = split_weights(profile, None if model_path is None else str(model_path))
+    if adapter is not None:
+        h.update(model_fingerprint(profile, None).encode())
+    path = Path(adapter or source)
+    if not path.is_dir():
+        h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}".encode())
         return h.hexdigest()[:16]
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
     small = sum(p.stat().st_size for p in files) < 200 * 2**20
@@ -126,8 +131,19 @@ def run_config(
     print(f"  {dataset}/{config}: {len(jobs)} of {len(problems) * samples} samples to run", flush=True)
     from .agent import run_agent
 
+    failures: list[str] = []
+    limit = failure_limit(len(jobs))
+
     def save(idx: int, traj) -> None:
         prob, s = jobs[idx]
+        if traj.finish_reason == "error":  # not a sample: not stored, so a rerun retries it
+            failures.append(traj.error or "unknown error")
+            if len(failures) > limit:
+                raise GenerationFailed(
+                    f"{dataset}/{config}: {len(failures)} generations failed (limit {limit}); the last: "
+                    f"{failures[-1]}. Finished samples are stored; rerun to retry the rest."
+                )
+            return
         store.append(_record(dataset, config, prob, s, traj))
 
     run_agent(
@@ -140,7 +156,14 @@ def run_config(
         progress=progress,
         on_result=save,
     )
-    return len(jobs)
+    if failures:
+        print(
+            f"  {dataset}/{config}: {len(failures)} generation(s) failed and were not stored (rerun to retry); "
+            f"the last: {failures[-1]}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return len(jobs) - len(failures)
 
 
 def summarize(profile: str, results_root: str | Path | None = None, write: bool = True):
@@ -173,8 +196,13 @@ def evaluate(
     results_root: str | Path | None = None,
     work_dir: str | Path | None = None,
     progress: bool = True,
+    backend_kwargs: dict | None = None,
 ):
-    """Run (or resume) the evaluation and return (summary, maj-curve) DataFrames."""
+    """Run (or resume) the evaluation and return (summary, maj-curve) DataFrames.
+
+    Baseline / +Agent run the base model with no adapter; +GRPO / DeepMath run `trained_model` (a path or hub id),
+    else this repo's GRPO output, else the profile's released adapter. `backend_kwargs` reach `make_backend`
+    (e.g. `base_url` for the openai backend)."""
     from .backends import make_backend
     from .datasets import load_problems
 
@@ -187,12 +215,16 @@ def evaluate(
     samples = samples or prof.eval_samples
     n_problems = n_problems or prof.eval_n_problems
     needs_trained = any(CONFIGS[c][0] for c in configs)
-    trained = Path(trained_model) if trained_model else default_trained_model(prof.name, work_dir)
-    if needs_trained and not trained.exists():
+    from .models import check_weights_arg, trained_weights
+
+    trained = trained_weights(prof, trained_model, work_dir)
+    if needs_trained and trained is None:
         raise FileNotFoundError(
-            f"no trained model at {trained}: run `deepmath train --profile {prof.name}` (notebook 03) first, "
-            "pass --trained-model PATH, or leave out the grpo and deepmath configurations"
+            f"no trained model for {prof.name}: run `deepmath train --profile {prof.name}` (notebook 03) first, "
+            "pass --trained-model PATH_OR_HUB_ID, or leave out the grpo and deepmath configurations"
         )
+    if needs_trained and trained_model is not None:
+        check_weights_arg(str(trained_model))
     loaded = {name: load_problems(name, n=n_problems) for name in datasets}
     for name, probs in loaded.items():
         print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
@@ -201,9 +233,10 @@ def evaluate(
         todo = [c for c in configs if CONFIGS[c][0] == weights]
         if not todo:
             continue
-        model_path = str(trained) if weights else None
+        model_path = trained if weights else None
+        print(f"weights: {model_path or 'base model ' + prof.model}", flush=True)
         fingerprint = model_fingerprint(prof, model_path)
-        backend = make_backend(prof, model_path=model_path)
+        backend = make_backend(prof, model_path=model_path, **(backend_kwargs or {}))
         try:
             for name, probs in loaded.items():
                 for config in todo:
@@ -224,13 +257,19 @@ def eval_main(
     n_problems: int | None = None,
     trained_model: str | None = None,
     results_root: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
 ) -> int:
     """`deepmath eval`: prints the summary table; errors name what was wrong."""
     from .datasets import DatasetError
 
     try:
-        summary, _ = evaluate(profile, datasets, configs, samples, n_problems, trained_model, results_root)
-    except (FileNotFoundError, ValueError, DatasetError) as exc:
+        prof = get_profile(profile, backend=backend)
+        kwargs = {"base_url": base_url} if base_url else None
+        summary, _ = evaluate(
+            prof, datasets, configs, samples, n_problems, trained_model, results_root, backend_kwargs=kwargs
+        )
+    except (FileNotFoundError, ValueError, DatasetError, GenerationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cols = [

@@ -1,10 +1,16 @@
-"""Answer grading with math-verify: boxed-answer extraction, equivalence, majority vote, and `deepmath grade`.
+"""Answer grading with math-verify: answer extraction, equivalence, majority vote, and `deepmath grade`.
+
+One extraction rule serves `deepmath grade`, the evaluation and the GRPO accuracy reward (:func:`extract_answer`):
+the boxes a text ends with, all of them together when there are several; without a box, math-verify's own LaTeX
+and expression extraction of the final answer. Golds are read the same way (a reference solution gives its boxes).
+The agent passes only the model's prose, so executor output never supplies an answer.
 
 Grading always runs in the host process (never in the sandbox). It must be safe to call from worker threads:
 math-verify's own timeouts use ``signal.alarm``, which only works in the main thread, so we always pass
 ``timeout=None`` to math-verify and bound the time ourselves:
 
-* answers longer than ``MAX_ANSWER_CHARS`` are not parsed (exact string comparison only);
+* answers longer than ``MAX_ANSWER_CHARS`` are not parsed (exact string comparison only), and only the last
+  ``MAX_TEXT_TAIL`` characters of a text without a box are searched;
 * strings that would make latex2sympy evaluate huge numbers at parse time (``\\binom``, ``\\gcd``, ``\\Gamma``,
   matrix constructors with large arguments) are not parsed;
 * parsed expressions are screened for results too large to evaluate (``9^{9^9}``, ``(10^9)!``, ``(x+1)^{10^5}``)
@@ -25,12 +31,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TextIO
 
 MAX_ANSWER_CHARS = 400
 """Longer answers are compared as strings only (bounds parse time off the main thread)."""
-MAX_BARE_CHARS = 100
-"""A text without a box counts as a bare answer only if it is one line of at most this many characters."""
+MAX_WORD_CHARS = 32
+"""A bare answer in words that math-verify cannot read (``yes``, ``Monday``) is kept only up to this length."""
 TIMEOUT_S = 5.0
 """Wall-clock cap for one parse or one verify when running in the main thread."""
 _MAX_DIGITS = 20_000.0  # screen: numbers with more decimal digits than this are not evaluated
@@ -40,6 +47,29 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 # ----------------------------------------------------------------------------------------------- extraction
+
+MAX_TEXT_TAIL = 3000
+"""Only the last this many characters of a text without a box are searched for its final answer."""
+_MAX_GROUP = 12  # at most this many trailing boxes are read together
+_MAX_SEP_CHARS = 80  # boxes further apart than this are separate statements
+
+# What may stand between two boxes for them to count as one answer: punctuation, math delimiters, spacing,
+# "and"/"or" (bare or in \text{}), and a short "x =" in front of a box.
+_BOX_SEP_RE = re.compile(
+    r"(?:\s|[,;:.&$]|\\[()\[\]]|\\\\|\\[,;: !]|\\q?quad\b|\\(?:text|mbox|textrm)\s*\{[\s,]*(?:and|or)?[\s,]*\}"
+    r"|\b(?:and|or)\b|[A-Za-z](?:_\{?\w+\}?)?\s*=)*",
+    re.IGNORECASE,
+)
+_MATH_DELIM_RE = re.compile(r"(?<!\\)\$|\\\(|\\\[")  # an escaped \$ is a dollar sign
+_WORDISH_CMD_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}"
+)
+_CMD_RE = re.compile(r"\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+# A bare "1000,99" is ambiguous: math-verify reads plain text as 1000.99 (a decimal comma) and LaTeX as a list;
+# "1,000" is a thousand either way.
+_COMMA_DECIMAL_RE = re.compile(r"[-+]?\d+,\d+")
+_THOUSANDS_COMMA_RE = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+")
 
 
 def _match_brace(text: str, open_idx: int) -> int | None:
@@ -62,37 +92,174 @@ def _match_brace(text: str, open_idx: int) -> int | None:
     return None
 
 
+def _boxes(text: str) -> list[tuple[int, int, str]] | None:
+    """The outermost boxes of a text as ``(start, end, content)``; None when the last box marker's braces do not
+    balance (an answer cut off mid-box). An earlier marker that never closes is skipped."""
+    out: list[tuple[int, int, str]] = []
+    pos = 0
+    markers = list(_BOX_RE.finditer(text))
+    for k, m in enumerate(markers):
+        if m.start() < pos:  # a box inside a box
+            continue
+        close = _match_brace(text, m.end() - 1)
+        if close is None:
+            if k == len(markers) - 1:
+                return None
+            continue
+        out.append((m.start(), close + 1, text[m.end() : close].strip()))
+        pos = close + 1
+    return out
+
+
 def extract_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\boxed {``, ``\\fbox{``), nested braces included.
 
-    Returns None when there is no box or when the last box's braces are unbalanced."""
+    Returns None when there is no box or when the last box's braces are unbalanced. This is the last box only;
+    answers are read with :func:`extract_answer`."""
     if not isinstance(text, str):
         return None
-    last = None
-    for last in _BOX_RE.finditer(text):  # noqa: B007 - we want the last match
-        pass
-    if last is None:
+    boxes = _boxes(text)
+    return boxes[-1][2] if boxes else None
+
+
+def final_boxes(text: str) -> list[str] | None:
+    """Contents of the boxes a text ends with: the last box, and the boxes before it as long as only punctuation,
+    spacing, math delimiters, "and"/"or" or a short ``x =`` separate them (``\\boxed{1}, \\boxed{2}``,
+    ``\\boxed{k = 45} \\text{ and } \\boxed{n = 2}``). A box followed by words (``\\boxed{4}, no wait: \\boxed{5}``)
+    is not part of the final answer. Repeats are dropped. None when there is no box or the last one is broken."""
+    if not isinstance(text, str):
         return None
-    open_idx = last.end() - 1
-    close = _match_brace(text, open_idx)
-    if close is None:
+    boxes = _boxes(text)
+    if not boxes:
         return None
-    return text[open_idx + 1 : close].strip()
+    i = len(boxes) - 1
+    while i > 0 and len(boxes) - i < _MAX_GROUP:
+        sep = text[boxes[i - 1][1] : boxes[i][0]]
+        if len(sep) > _MAX_SEP_CHARS or not _BOX_SEP_RE.fullmatch(sep):
+            break
+        i -= 1
+    contents: list[str] = []
+    for _, _, c in boxes[i:]:
+        if c and c not in contents:
+            contents.append(c)
+    return contents or None
+
+
+def _is_prose(s: str) -> bool:
+    """True when a text reads as sentences rather than as one math answer (two or more words outside LaTeX
+    commands and ``\\text{}``)."""
+    t = _CMD_RE.sub(" ", _WORDISH_CMD_RE.sub(" ", s))
+    return len(_WORD_RE.findall(t)) >= 2
+
+
+def _is_bare(s: str, gold: bool) -> bool:
+    """True when a whole text is one answer written without a box: no math delimiters, not prose, short, and on
+    one line (a LaTeX environment such as a matrix may span lines). A gold has no length limit."""
+    if _MATH_DELIM_RE.search(s) or _is_prose(s):
+        return False
+    if gold:
+        return True
+    return len(s) <= MAX_ANSWER_CHARS and ("\n" not in s or "\\begin" in s)
+
+
+def _box_content(c: str) -> str:
+    """A box's content as a bare answer that reads back the same: a boxed ``2,3`` is a list (math-verify reads a
+    comma inside LaTeX as a separator), so it is written ``2, 3``, which is not also read as the number 2.3."""
+    if _COMMA_DECIMAL_RE.fullmatch(c) and not _THOUSANDS_COMMA_RE.fullmatch(c):
+        return c.replace(",", ", ")
+    return c
+
+
+def _text_answer(text: str) -> str | None:
+    """math-verify's LaTeX and expression extraction of the final answer of a text without a box, as the LaTeX or
+    number string it matched (None when nothing parses). Same regexes and order as ``math_verify.parse``: the
+    highest-priority pattern wins ("final answer is", then "answer:", then the last formula or number), the
+    rightmost match first; candidates too long or unsafe to parse are skipped."""
+    import sympy
+
+    _mv()
+    from math_verify.parser import extract_match, get_extraction_regexes
+
+    tail = text[-MAX_TEXT_TAIL:]
+    if len(text) > MAX_TEXT_TAIL:  # start at a line boundary so that no formula is cut in half
+        nl = tail.find("\n")
+        tail = tail[nl + 1 :] if nl >= 0 else tail
+    patterns = sorted(
+        (
+            (priority, pattern, target)
+            for regexes, target in get_extraction_regexes(_text_configs())
+            for pattern, priority in regexes
+        ),
+        key=lambda x: x[0],
+    )
+    priorities = sorted({p for p, _, _ in patterns})
+    try:
+        with _deadline(TIMEOUT_S):
+            for prio in priorities:
+                found = [(m, t) for p, pat, t in patterns if p == prio for m in pat.finditer(tail)]
+                found.sort(key=lambda mt: (mt[0].end(), -mt[0].start()), reverse=True)
+                for m, target in found:
+                    groups = {k: v for k, v in m.groupdict().items() if v}
+                    pieces = [v for k, v in groups.items() if "latex" in k or k == "expr"]
+                    if any(len(v) > MAX_ANSWER_CHARS or _string_is_hazardous(v) for v in pieces):
+                        continue
+                    expr, s = extract_match(m, target)
+                    if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)) or not s:
+                        continue
+                    if _expr_is_hazardous(expr):
+                        continue
+                    if sum(1 for k in groups if k.startswith("next") and "latex" in k):
+                        s = s.replace(" and ", ", ")  # several formulas ("$1$, $2$ and $3$"): one list
+                    if any(k.endswith("percent") for k in groups) and not s.endswith("%"):
+                        s += "\\%"
+                    return s.strip()
+    except BaseException as exc:  # TimeoutException is a BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+    return None
+
+
+def _answer(text: str, gold: bool) -> str | None:
+    if not isinstance(text, str):
+        return None
+    s = text.strip()
+    if not s:
+        return None
+    if _BOX_RE.search(s):
+        contents = final_boxes(s)
+        if contents is None:
+            return None
+        return ", ".join(_box_content(c) for c in contents)
+    if _is_bare(s, gold):
+        if gold:
+            return s
+        if _WORD_RE.search(_CMD_RE.sub(" ", _WORDISH_CMD_RE.sub(" ", s))) or not _parse(_normalize_answer(s)):
+            # "28 percent", "5 cm": words LaTeX would read as variables; "yes", "Monday": words math-verify skips
+            return _text_answer(s) or (s if len(s) <= MAX_WORD_CHARS else None)
+        return s
+    found = _text_answer(s)
+    return s if found is None and gold else found
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer of a text: the last boxed content if the text has a box, else the stripped text itself
-    when it is a short bare answer (one line, at most ``MAX_BARE_CHARS`` characters), else None.
+    """The final answer of a model's text, as a bare LaTeX answer that :func:`is_equivalent` reads back the same.
 
-    A text that contains a box marker whose braces do not balance gives None."""
-    if not isinstance(text, str):
-        return None
-    if _BOX_RE.search(text):
-        return extract_boxed(text)
-    s = text.strip()
-    if not s or len(s) > MAX_BARE_CHARS or "\n" in s:
-        return None
-    return s
+    * A text with boxes: the content of the boxes it ends with (:func:`final_boxes`), several joined as a list
+      (``\\boxed{1}, \\boxed{2}`` -> ``1, 2``); None when the last box is broken.
+    * A text that is itself a bare answer (``12``, ``\\frac{1}{2}``, ``x = 5``, ``1000,99``): that text. (The
+      comparison reads ``1000,99`` both as math-verify reads plain text, 1000.99, and as it reads LaTeX, a list.)
+    * Any other text: math-verify's LaTeX and expression extraction of its final answer ("The final answer is
+      $28\\%$" -> ``28\\%``, "Therefore $x \\geq 5$ is the solution." -> ``x \\geq 5``); None when nothing parses.
+
+    For agent trajectories, pass only the model's own prose (code and executor output removed), as the agent
+    does: executor output must never supply the answer."""
+    return _answer(text, gold=False)
+
+
+def extract_gold(text: str) -> str | None:
+    """The answer of a gold: like :func:`extract_answer` (a whole reference solution gives its final boxes),
+    except that a bare gold is taken whole, at any length, and read as LaTeX (``2,3`` is a list, not 2.3)."""
+    return _answer(text, gold=True)
 
 
 # ----------------------------------------------------------------------------------------------- normalisation
@@ -259,8 +426,16 @@ def _mv() -> Any:
 
 @lru_cache(maxsize=1)
 def _configs() -> tuple:
+    """How a bare answer is parsed (wrapped in a box)."""
     mv = _mv()
     return (mv.LatexExtractionConfig(boxed_match_priority=0), mv.ExprExtractionConfig())
+
+
+@lru_cache(maxsize=1)
+def _text_configs() -> tuple:
+    """How the final answer of a text without a box is found: math-verify's defaults."""
+    mv = _mv()
+    return (mv.LatexExtractionConfig(), mv.ExprExtractionConfig())
 
 
 @lru_cache(maxsize=65536)
@@ -286,22 +461,30 @@ def _parse(ans: str) -> tuple:
 
 
 def _prepare(text: str | None, gold: bool = False) -> str | None:
-    """Extract and normalise the answer of a prediction (a bare answer or a whole solution) or of a gold (its last
-    box if it has one, else the whole stripped text, whatever its length)."""
+    """Extract (:func:`extract_answer`, or :func:`extract_gold` for a gold) and normalise an answer."""
     if text is None or not isinstance(text, str):
         return None
-    if not gold:
-        ans = extract_answer(text)
-    else:
-        ans = extract_boxed(text) if _BOX_RE.search(text) else text.strip()
+    ans = extract_gold(text) if gold else extract_answer(text)
     if ans is None:
         return None
     ans = _normalize_answer(ans)
     return ans or None
 
 
+def _readings(ans: str) -> tuple[str, ...]:
+    """The ways to read a bare answer: ``1000,99`` both as math-verify reads plain text (1000.99, a decimal comma)
+    and as it reads LaTeX (a list); anything else one way."""
+    if _COMMA_DECIMAL_RE.fullmatch(ans) and not _THOUSANDS_COMMA_RE.fullmatch(ans):
+        return (ans.replace(",", "."), ans)
+    return (ans,)
+
+
 @lru_cache(maxsize=262144)
 def _equivalent_answers(gold: str, pred: str) -> bool:
+    return any(_equivalent_reading(g, p) for g in _readings(gold) for p in _readings(pred))
+
+
+def _equivalent_reading(gold: str, pred: str) -> bool:
     if gold == pred:
         return True
     g, p = _parse(gold), _parse(pred)
@@ -321,9 +504,11 @@ def _equivalent_answers(gold: str, pred: str) -> bool:
 def is_equivalent(gold: str, pred: str | None) -> bool:
     """True when ``pred`` is mathematically equivalent to ``gold`` (math-verify, gold first).
 
-    ``pred`` may be a bare answer or a whole solution (its last ``\\boxed{}`` is used); a solution without a box,
-    an unbalanced box or an empty string is never equivalent. Falls back to a normalised string comparison when
-    math-verify cannot decide. Never raises; cached; time-bounded (see the module docstring)."""
+    ``pred`` may be a bare answer or a whole solution, read by :func:`extract_answer` (its final boxes, else
+    math-verify's extraction of its final answer); ``gold`` by :func:`extract_gold` (a bare answer, or a reference
+    solution with boxes). A broken last box, an empty string or a text with no answer is never equivalent. Falls
+    back to a normalised string comparison when math-verify cannot decide. Never raises; cached; time-bounded
+    (see the module docstring)."""
     try:
         g, p = _prepare(gold, gold=True), _prepare(pred)
         if g is None or p is None:
@@ -334,7 +519,7 @@ def is_equivalent(gold: str, pred: str | None) -> bool:
 
 
 def gold_is_parseable(gold: str) -> bool:
-    """True when math-verify parses the gold answer (or its last box) to at least one sympy expression."""
+    """True when math-verify parses the gold's answer (:func:`extract_gold`) to at least one sympy expression."""
     try:
         g = _prepare(gold, gold=True)
         return g is not None and len(_parse(g)) > 0
@@ -408,3 +593,40 @@ def grade_stream(inp: TextIO, out: TextIO) -> int:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
     return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------------------------- regrading
+
+
+def regrade_samples(results_root: str | Path | None = None, profile: str = "nano") -> dict[str, int]:
+    """Regrade the stored eval samples of a profile in place with the current grader.
+
+    For every ``<results_root>/<profile>/samples/*.jsonl`` row: ``pred`` is re-extracted from the model's own prose
+    in ``text`` (code and executor output removed, as the agent does), ``correct`` is recomputed (None when the gold
+    does not parse), and ``finish_reason`` moves between "answer" and "eos" to match. Files are rewritten
+    atomically; the ``.meta.json`` fingerprints stay as they are (grading is not part of them). Summaries are not
+    touched: rebuild them from the samples afterwards. Returns counts: files, rows, pred_changed,
+    correct_changed."""
+    from .agent import Trajectory, render_text
+    from .profiles import get_profile
+    from .results import atomic_write_text, profile_results_dir
+
+    prof = get_profile(profile)
+    counts = {"files": 0, "rows": 0, "pred_changed": 0, "correct_changed": 0}
+    for path in sorted((profile_results_dir(profile, results_root) / "samples").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for row in rows:
+            traj = Trajectory(problem=row.get("problem", ""), prompt_ids=[], text=row.get("text") or "")
+            prose = "".join(part for kind, part in render_text(traj, prof) if kind == "text")
+            pred = extract_answer(prose)
+            gold = str(row["gold"])
+            correct = is_equivalent(gold, pred) if gold_is_parseable(gold) else None
+            counts["pred_changed"] += pred != row.get("pred")
+            counts["correct_changed"] += correct != row.get("correct")
+            row["pred"], row["correct"] = pred, correct
+            if row.get("finish_reason") in ("eos", "answer"):
+                row["finish_reason"] = "answer" if pred is not None else "eos"
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        counts["files"] += 1
+        counts["rows"] += len(rows)
+    return counts

@@ -90,7 +90,7 @@ def _callbacks(profile: Profile, metrics_path: Path):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            if "reward" not in logs:
+            if "reward" not in logs or not state.is_world_process_zero:
                 return
             acc = logs.get("rewards/accuracy_reward/mean", float("nan"))
             code = logs.get("rewards/code_reward/mean", float("nan"))
@@ -120,36 +120,12 @@ def _callbacks(profile: Profile, metrics_path: Path):
 
 
 def train_problems(profile: Profile, n: int | None = None, source: str | None = None) -> list[dict]:
-    """Training problems `{id, problem, answer}`: the nano generator, or OpenMathReasoning's TIR problems
-    (`problem`, `expected_answer`; hub or a local JSONL/parquet `source`). Unparseable golds are reported and skipped."""
+    """Training problems `{id, problem, answer}` from `source` (default `profile.train_data`): deduplicated,
+    shuffled with the profile's seed, unparseable golds reported and skipped."""
+    from .datasets import load_train_problems
     from .grading import gold_is_parseable
 
-    n = n or profile.train_problems
-    if profile.model == "nano" or profile.eval_datasets == ("nano",):
-        from .nano import generate_problems
-
-        rows = generate_problems(n, split="train", seed=profile.seed)
-    elif source is not None:
-        from .datasets import load_problems
-
-        rows = load_problems(source, n=n)
-    else:
-        try:
-            import datasets
-        except ImportError as exc:  # pragma: no cover
-            raise RuntimeError("the datasets package is required") from exc
-        try:
-            ds = datasets.load_dataset("nvidia/OpenMathReasoning", split="tir", streaming=True)
-        except Exception as exc:
-            raise RuntimeError(
-                "could not load nvidia/OpenMathReasoning (split tir) from the hub; pass a local JSONL/parquet "
-                f"with `problem` and `expected_answer` columns as source=... ({type(exc).__name__}: {exc})"
-            ) from exc
-        rows = []
-        for i, r in enumerate(ds):
-            if len(rows) >= n:
-                break
-            rows.append({"id": f"omr-{i}", "problem": r["problem"], "answer": str(r["expected_answer"])})
+    rows = load_train_problems(source or profile.train_data, n or profile.train_problems, seed=profile.seed)
     good, bad = [], []
     for r in rows:
         (good if str(r.get("answer", "")).strip() and gold_is_parseable(str(r["answer"])) else bad).append(r)
@@ -163,14 +139,11 @@ def train_problems(profile: Profile, n: int | None = None, source: str | None = 
 
 def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
     """Held-out problems for the before/after check (disjoint from training)."""
+    from .datasets import GENERATORS, load_problems
+
     n = n or profile.heldout_problems
-    if profile.model == "nano" or profile.eval_datasets == ("nano",):
-        from .nano import generate_problems
-
-        return generate_problems(n, split="heldout", seed=profile.seed)
-    from .datasets import load_problems
-
-    return load_problems(profile.eval_datasets[0], n=n)
+    split = "heldout" if profile.heldout_data in GENERATORS else None
+    return load_problems(profile.heldout_data, n=n, split=split)
 
 
 # ---------------------------------------------------------------- rollouts
@@ -209,6 +182,9 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
         finally:
             if was_training:
                 model.train()
+        failed = [t for t in trajs if t.finish_reason == "error"]
+        if failed:  # a broken engine must stop training, not train on empty episodes
+            raise RuntimeError(f"{len(failed)} of {len(trajs)} rollouts failed; the first: {failed[0].error}")
         have_lp = all(t.logprobs is not None for t in trajs)
         return {
             "prompt_ids": [t.prompt_ids for t in trajs],
@@ -228,31 +204,69 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
 # ---------------------------------------------------------------- trainer
 
 
+def batch_shape(profile: Profile, world_size: int) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) so that one optimizer step sees `prompts_per_step x
+    num_generations` completions (16 in the original) whatever the number of processes."""
+    completions = profile.prompts_per_step * profile.num_generations
+    if completions % world_size:
+        raise ValueError(
+            f"{completions} completions per step do not split over {world_size} processes; change "
+            "prompts_per_step or num_generations"
+        )
+    per_rank = completions // world_size
+    per_device = min(profile.per_device_batch or per_rank, per_rank)
+    if per_rank % per_device:
+        raise ValueError(f"per_device_batch {per_device} does not divide {per_rank} completions per process")
+    return per_device, per_rank // per_device
+
+
+def importance_sampling_kwargs(profile: Profile) -> dict[str, Any]:
+    """TRL's vLLM importance-sampling correction, set knowingly.
+
+    TRL asks vLLM for `processed_logprobs`: after temperature and after top-k / top-p filtering. The trainer's
+    log-probs are after temperature only. With filtering each token's ratio is below 1 (the kept set's mass), and
+    TRL's sequence-level modes multiply those over the whole rollout (thousands of tokens), so the weight of an
+    unchanged policy collapses towards 0. So: with filtering, no correction (as in the original, whose TRL had none);
+    without filtering, the profile's mode (the ratio is then 1 up to numerics)."""
+    s = profile.train_sampling
+    filtered = s.top_p < 1.0 or s.top_k > 0
+    if profile.vllm_importance_sampling_mode is None or filtered:
+        return {"vllm_importance_sampling_correction": False}
+    return {
+        "vllm_importance_sampling_correction": True,
+        "vllm_importance_sampling_mode": profile.vllm_importance_sampling_mode,
+    }
+
+
 def grpo_config(
     profile: Profile, output_dir: str | Path, steps: int, progress: bool = True, **overrides: Any
 ):
     """The GRPOConfig of a profile (the paper recipe for `paper`; scaled-down values for nano/smol)."""
     import torch
+    from accelerate import PartialState
     from trl import GRPOConfig
 
-    completions = profile.prompts_per_step * profile.num_generations
-    accum = max(1, profile.gradient_accumulation_steps)
+    per_device, accum = batch_shape(profile, PartialState().num_processes)
     on_gpu = torch.cuda.is_available()
+    use_vllm = profile.backend == "vllm"
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         max_steps=steps,
-        per_device_train_batch_size=max(profile.num_generations, completions // accum),
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accum,
         num_generations=profile.num_generations,
         learning_rate=profile.learning_rate,
         lr_scheduler_type=profile.lr_scheduler,
         warmup_steps=profile.warmup_ratio,  # a float in [0, 1) is a ratio of the run (transformers 5)
+        weight_decay=profile.weight_decay,
         temperature=profile.temperature_start,
         top_p=profile.train_sampling.top_p,
         top_k=profile.train_sampling.top_k,
         max_completion_length=profile.train_sampling.max_model_tokens,
         reward_weights=list(profile.reward_weights),
         beta=profile.beta,
+        loss_type=profile.loss_type,
+        epsilon_high=profile.epsilon_high,
         logging_steps=1,
         save_steps=profile.save_steps,
         save_total_limit=2,
@@ -261,15 +275,40 @@ def grpo_config(
         seed=profile.seed,
         report_to="none",
         disable_tqdm=not progress,
-        use_vllm=profile.backend == "vllm",
-        **({"vllm_mode": profile.vllm_mode} if profile.backend == "vllm" else {}),
+        use_vllm=use_vllm,
         log_completions=False,
+        # TRL defaults to True: slow for tiny models
+        gradient_checkpointing=profile.gradient_checkpointing,
     )
-    kwargs["gradient_checkpointing"] = (
-        profile.gradient_checkpointing
-    )  # TRL defaults to True: slow for tiny models
+    if use_vllm:
+        kwargs.update(
+            vllm_mode=profile.vllm_mode,
+            vllm_max_model_length=profile.max_model_len,
+            vllm_gpu_memory_utilization=profile.vllm_train_memory_utilization,
+            **importance_sampling_kwargs(profile),
+        )
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
+
+
+def patch_vllm_cpu_linear() -> None:
+    """Let TRL push new weights into a colocated vLLM on CPU.
+
+    On CPU, vLLM repacks each linear weight for its GEMM kernels after loading and leaves `layer.weight` empty, so
+    TRL's weight sync fails (`'Parameter' object has no attribute 'weight_loader'`). Keep the plain weight and use
+    `torch.nn.functional.linear` instead. CPU only; GPUs are untouched."""
+    import torch
+    from vllm.model_executor.layers.linear import UnquantizedLinearMethod
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu() or getattr(UnquantizedLinearMethod, "_deepmath_cpu_patch", False):
+        return
+
+    def keep_weight(self, layer: torch.nn.Module) -> None:
+        layer.cpu_linear = torch.nn.functional.linear
+
+    UnquantizedLinearMethod.process_weights_after_loading = keep_weight
+    UnquantizedLinearMethod._deepmath_cpu_patch = True
 
 
 def build_trainer(
@@ -305,10 +344,13 @@ def build_trainer(
             r=profile.lora_r,
             lora_alpha=profile.lora_alpha,
             use_rslora=profile.use_rslora,
+            lora_dropout=profile.lora_dropout,
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
     schedule, log = _callbacks(profile, output_dir / "train_metrics.csv")
+    if args.use_vllm and args.vllm_mode == "colocate" and args.use_cpu:
+        patch_vllm_cpu_linear()
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[accuracy_reward, code_reward],
@@ -329,9 +371,15 @@ def build_trainer(
 
 
 def agent_check(
-    backend, profile: Profile, problems: list[dict], seed: int = 0, progress: bool = False
+    backend,
+    profile: Profile,
+    problems: list[dict],
+    seed: int = 0,
+    progress: bool = False,
+    concurrency: int | None = None,
 ) -> dict:
-    """Code-use rate, accuracy and mean model tokens of the agent on `problems` (eval sampling), with 95% CIs."""
+    """Code-use rate, accuracy and mean model tokens of the agent on `problems` (eval sampling), with 95% CIs.
+    A generation that raised is not a result: the check stops with an error naming it."""
     from .grading import is_equivalent
     from .metrics import bootstrap_ci
 
@@ -342,7 +390,11 @@ def agent_check(
         sampling=profile.eval_sampling,
         seed=seed,
         progress=progress,
+        concurrency=concurrency,
     )
+    failed = [t for t in trajs if t.finish_reason == "error"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(trajs)} generations failed; the first: {failed[0].error}")
     used = [float(t.n_calls_ok > 0) for t in trajs]
     correct = [float(is_equivalent(str(p["answer"]), t.answer)) for p, t in zip(problems, trajs, strict=True)]
     lens = [t.model_tokens for t in trajs]
@@ -379,28 +431,43 @@ def train(
     import shutil
 
     import torch
+    from accelerate import PartialState
 
-    from .backends import TransformersBackend
+    from .backends import TransformersBackend, TRLVLLMBackend
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     steps = steps or prof.train_steps
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    main = PartialState().is_main_process  # the check, the metrics and the summary: once, on the main process
+    use_vllm = prof.backend == "vllm"
     t0 = time.time()
     model, tok = _load_policy(prof, device)
     held = heldout_problems(prof, heldout)
-    print(f"held-out check before training on {len(held)} problems ...", flush=True)
-    before = agent_check(TransformersBackend(model, tok, prof.concurrency), prof, held, seed=prof.seed)
-    print(
-        f"  before: code use {before['code_use_rate']:.1%}, accuracy {before['accuracy']:.1%}, "
-        f"{before['mean_model_tokens']:.0f} model tokens",
-        flush=True,
-    )
+
+    def check(backend, when: str) -> dict | None:
+        # The profile's backend: with vLLM the trainer's own engine (bounded by its KV cache), otherwise batched
+        # transformers generation with at most `check_batch` trajectories in flight.
+        if not main:
+            return None
+        print(f"held-out check {when} training on {len(held)} problems ...", flush=True)
+        res = agent_check(backend, prof, held, seed=prof.seed, concurrency=prof.check_batch)
+        print(
+            f"  {when}: code use {res['code_use_rate']:.1%}, accuracy {res['accuracy']:.1%}, "
+            f"{res['mean_model_tokens']:.0f} model tokens",
+            flush=True,
+        )
+        return res
+
+    if not use_vllm:
+        before = check(TransformersBackend(model, tok, prof.check_batch), "before")
     problems = train_problems(prof)
-    if not resume and (out / "train_metrics.csv").exists():
+    if main and not resume and (out / "train_metrics.csv").exists():
         (out / "train_metrics.csv").unlink()
     model.train()
     trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress)
+    if use_vllm:
+        before = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "before")
     last = None
     if resume:
         from transformers.trainer_utils import get_last_checkpoint
@@ -412,17 +479,24 @@ def train(
     train_wall = time.time() - t_train
     final = out / "final"
     trainer.save_model(str(final))
-    tok.save_pretrained(str(final))
-    policy = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(policy, "merge_and_unload"):  # LoRA: also keep a merged copy for plain loading
-        policy = policy.merge_and_unload()
-    policy.eval()
-    after = agent_check(TransformersBackend(policy, tok, prof.concurrency), prof, held, seed=prof.seed)
-    print(
-        f"  after:  code use {after['code_use_rate']:.1%}, accuracy {after['accuracy']:.1%}, "
-        f"{after['mean_model_tokens']:.0f} model tokens",
-        flush=True,
-    )
+    if main:
+        tok.save_pretrained(str(final))
+    if use_vllm:
+        trainer.vllm_generation.sync_weights()  # the last optimizer step's weights into the engine
+        after = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "after")
+    else:
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(policy, "merge_and_unload"):  # LoRA: check the merged weights
+            policy = policy.merge_and_unload()
+        policy.eval()
+        after = check(TransformersBackend(policy, tok, prof.check_batch), "after")
+    if not main:
+        return {
+            "profile": prof.name,
+            "steps": trainer.state.global_step,
+            "model_dir": str(final),
+            "main": False,
+        }
     summary = {
         "profile": prof.name,
         "steps": trainer.state.global_step,
@@ -480,6 +554,8 @@ def train_main(
         return 2
     prof = get_profile(profile, vllm_mode=vllm_mode)
     summary = train(prof, steps=steps, output_dir=output_dir, resume=resume)
+    if not summary.get("main", True):
+        return 0
     keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
     print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
     return 0 if not math.isnan(summary["accuracy_after"]) else 1

@@ -26,13 +26,21 @@ class Profile:
     # model
     model: str  # "nano" (built by the repo), a hub id or a local path
     gguf_file: str | None = None
-    adapter: str | None = None  # LoRA adapter of the trained model (paper: Intel/deepmath-v1)
+    # Trained weights for the +GRPO / DeepMath rows when this repo has not trained any (paper: the released
+    # DeepMath adapter). Never applied to Baseline / +Agent, and GRPO always starts from `model` itself.
+    released_adapter: str | None = None
     backend: str = "transformers"  # transformers | vllm | openai
     vllm_mode: str = (
         "colocate"  # GRPO with vLLM: colocate (one GPU) or server (`trl vllm-serve` on its own GPUs)
     )
     dtype: str = "float32"
     device: str = "auto"
+    # vLLM engine: context length (the model's own default can be 262k) and the memory share for weights + KV cache
+    # (on CPU a share of a NUMA node's RAM)
+    max_model_len: int = 1024
+    vllm_dtype: str = "bfloat16"
+    vllm_train_memory_utilization: float = 0.3  # GRPO colocate: vLLM's share, next to the model being trained
+    gpu_memory_utilization: float = 0.3
     # call format: the model writes code between call_open/call_close; results come back in output_template
     call_open: str = "<tool_call>\n"
     call_close: str = "</tool_call>"
@@ -41,6 +49,7 @@ class Profile:
     few_shot_as_turns: bool = False  # examples as prior chat turns (works for small chat models)
     system_prompt: bool = True
     max_calls: int = 8
+    max_tokens_per_step: int | None = None  # generated tokens between two calls (the original: 3,000)
     # sandbox
     sandbox_timeout: float = 5.0
     sandbox_memory_mb: int = 1024
@@ -49,15 +58,26 @@ class Profile:
     train_sampling: Sampling = field(default_factory=Sampling)
     eval_sampling: Sampling = field(default_factory=Sampling)
     concurrency: int = 64  # trajectories in flight
+    check_batch: int = 64  # trajectories in flight in train's before/after check (bounds its memory)
     # GRPO
+    train_data: str = "nano"  # "nano" (the generator) or a dataset: hub id or local JSONL/parquet
+    heldout_data: str = "nano"  # problems of the before/after check; disjoint from training
     train_steps: int = 60
     train_problems: int = 2000
     num_generations: int = 8
-    prompts_per_step: int = 4
-    gradient_accumulation_steps: int = 1
+    prompts_per_step: int = (
+        4  # completions per optimizer step = prompts_per_step x num_generations, any GPU count
+    )
+    per_device_batch: int | None = None  # completions per forward pass on one device (None: all of a step)
     learning_rate: float = 1e-6
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    epsilon_high: float | None = None  # None: TRL's default (= epsilon, 0.2)
+    loss_type: str = "dapo"  # TRL 1.16's default
+    # vLLM importance-sampling correction of the rollout log-probs (TRL's `vllm_importance_sampling_*`);
+    # None turns it off. The log-probs we return are vLLM's after top-k / top-p only when those are set.
+    vllm_importance_sampling_mode: str | None = "sequence_mask"
     temperature_start: float = 1.2
     temperature_end: float = 0.7
     temperature_steps: int = 1000
@@ -65,6 +85,7 @@ class Profile:
     beta: float = 0.0
     lora_r: int | None = None  # None: full fine-tune
     lora_alpha: int = 16
+    lora_dropout: float = 0.0
     use_rslora: bool = True
     gradient_checkpointing: bool = False
     bf16: bool = False
@@ -125,6 +146,7 @@ PROFILES: dict[str, Profile] = {
         train_sampling=Sampling(temperature=1.0, top_p=0.8, top_k=50, max_model_tokens=96),
         eval_sampling=Sampling(temperature=0.0, top_p=1.0, top_k=0, max_model_tokens=96),
         concurrency=8,
+        check_batch=8,
         train_steps=4,
         train_problems=64,
         num_generations=4,
@@ -137,31 +159,44 @@ PROFILES: dict[str, Profile] = {
         heldout_problems=8,
     ),
     "paper": Profile(
+        # The original's recipe (IntelLabs/DeepMath); README "Fidelity" lists each deliberate deviation.
         name="paper",
         model="Qwen/Qwen3-4B-Thinking-2507",
-        adapter="Intel/deepmath-v1",
+        released_adapter="Intel/deepmath-v1",
         backend="vllm",
         dtype="bfloat16",
+        max_model_len=32768,  # prompt (~2k) + 20k generated + executor output, with room to spare
+        gpu_memory_utilization=0.9,  # eval: the engine owns the GPU
+        vllm_train_memory_utilization=0.35,  # colocate on one 80 GB GPU: 28 GB for vLLM, the rest for training
         n_shots=4,
-        max_calls=32,
-        sandbox_timeout=10.0,
+        max_calls=50,  # the original's agent: at most 50 steps
+        max_tokens_per_step=3000,
+        sandbox_timeout=20.0,
         max_output_chars=2000,
         train_sampling=Sampling(temperature=1.2, top_p=0.8, top_k=50, max_model_tokens=5000),
         eval_sampling=Sampling(temperature=0.6, top_p=0.95, top_k=20, max_model_tokens=20000),
         concurrency=256,
+        check_batch=16,
+        train_data="fastragdev/openmathreasoning-tir",
+        heldout_data="math500",
         train_steps=1000,
         train_problems=100_000,
         num_generations=4,
-        prompts_per_step=8,
-        gradient_accumulation_steps=8,
+        prompts_per_step=4,  # 16 completions per optimizer step, as the original
+        per_device_batch=4,
         learning_rate=1e-6,
         lr_scheduler="cosine",
         warmup_ratio=0.1,
+        weight_decay=0.001,
+        epsilon_high=0.4,
+        loss_type="bnpo",
+        beta=0.04,  # TRL 0.17's default KL coefficient, which the original ran with
         temperature_start=1.2,
         temperature_end=0.7,
         temperature_steps=1000,
         lora_r=32,
         lora_alpha=16,
+        lora_dropout=0.1,
         use_rslora=True,
         gradient_checkpointing=True,
         bf16=True,
@@ -169,6 +204,7 @@ PROFILES: dict[str, Profile] = {
         eval_datasets=("math500", "aime2025", "hmmt_feb2025", "hle_math"),
         eval_samples=16,
         heldout_problems=200,
+        seed=42,
     ),
 }
 

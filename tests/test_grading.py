@@ -55,12 +55,33 @@ def test_extract_boxed(text, expected):
         ("The answer is \\boxed{12}.", "12"),
         ("  12  ", "12"),
         ("\\frac{1}{2}", "\\frac{1}{2}"),
-        ("x" * 100, "x" * 100),
-        ("x" * 101, None),  # too long to be a bare answer
-        ("12\n13", None),  # two lines
+        ("yes", "yes"),
+        ("x" * 33, None),  # a "word" too long to be an answer
+        ("a" * 500, None),
+        ("12\n13", "13"),  # two lines: math-verify's extraction, its last number
         ("\\boxed{12", None),  # a broken box is not a bare answer
+        ("\\boxed{1} and \\boxed{\\frac{1}{2", None),
         ("", None),
         ("   ", None),
+        # several final boxes: all of them, as a list
+        ("\\boxed{1},\\boxed{2},\\boxed{3}", "1, 2, 3"),
+        ("$\\boxed{(1, 2)}$, $\\boxed{(2, 1)}$", "(1, 2), (2, 1)"),
+        ("\\boxed{k = 45} \\text{ and } \\boxed{n = 2}", "k = 45, n = 2"),
+        ("$x = \\boxed{1}$ and $y = \\boxed{2}$.", "1, 2"),
+        ("\\boxed{5} \\boxed{5}", "5"),  # a repeat is one answer
+        ("\\boxed{2,3}", "2, 3"),  # a boxed list stays a list when read back
+        # boxes with words between them are separate statements: the last one is the answer
+        ("\\boxed{4}, no wait: \\boxed{5}", "5"),
+        ("The answer is \\boxed{5}.\n\n**Final Answer**\n\\boxed{6}", "6"),
+        # no box: math-verify's extraction of the final answer
+        ("Final Answer: The final answer is $28\\%$. I hope it is correct.", "28\\%"),
+        ("Answer $$ 9 $$", "9"),
+        ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
+        ("The roots are $1$, $2$ and $3$.", "1, 2, 3"),
+        ("1000,99", "1000,99"),  # a bare answer; compared as 1000.99 and as a list
+        ("1,000", "1,000"),  # thousands
+        ("28 percent", "28\\%"),
+        ("Let me think about it some more.", None),
     ],
 )
 def test_extract_answer(text, expected):
@@ -94,6 +115,9 @@ EQUAL = [
     ("1000", "1\\,000"),
     ("1000000", "1\\,000\\,000"),
     ("1000", "1 000"),
+    ("1000.99", "1000,99"),  # a decimal comma, as math-verify reads plain text
+    ("-2,1", "-2,1"),
+    ("\\{-2, 1\\}", "-2,1"),  # ... or a list, as it reads LaTeX
     ("12", "12.0"),
     ("-3", "−3"),
     ("5", "x = 5"),
@@ -102,6 +126,9 @@ EQUAL = [
     ("5", "We compute ... so the answer is \\boxed{5}."),
     ("5", "\\boxed{4}, no wait: \\boxed{5}"),  # last box wins
     ("\\boxed{\\frac{1}{2}}", "0.5"),  # a boxed gold is unwrapped too
+    ("5", "We think long and hard about it. " * 5 + "It is 5"),  # no box: the final number is read
+    ("{1,2,3}", "\\boxed{1},\\boxed{2},\\boxed{3}"),
+    ("So the answer is \\boxed{1}, \\boxed{2}.", "2, 1"),  # a gold with several boxes
 ]
 
 NOT_EQUAL = [
@@ -116,6 +143,7 @@ NOT_EQUAL = [
     ("(1, 2, 3)", "(3, 2, 1)"),  # tuples are ordered
     ("(1,0)", "1,000"),  # a thousands separator is not a pair
     ("2,3", "23"),
+    ("1000.99", "1000,98"),
     ("1000", "100"),
     ("yes", "no"),
     ("\\text{Monday}", "Tuesday"),
@@ -125,7 +153,7 @@ NOT_EQUAL = [
     ("5", None),
     ("", "5"),
     ("", ""),
-    ("5", "We think long and hard about it. " * 5 + "It is 5"),  # long text without a box
+    ("5", "We think long and hard about it. " * 5 + "It is 6"),  # no box: the final number is read
     ("x^2+1", "x^2-1"),
 ]
 

@@ -207,18 +207,30 @@ def test_tiny_training_step_end_to_end(setup):
         assert 0.0 <= float(r["code_use_rate"]) <= 1.0 and float(r["mean_model_tokens"]) > 0
 
 
-def test_unparseable_gold_skipped(capsys):
+def test_unparseable_gold_skipped(capsys, tmp_path):
     from deepmath_lib import grpo
 
     prof = get_profile("nano")
-    rows = [{"id": "a", "problem": "p", "answer": "3"}, {"id": "bad-1", "problem": "q", "answer": ""}]
-    import deepmath_lib.nano as nano
-
-    nano_gen = nano.generate_problems
-    try:
-        nano.generate_problems = lambda n, split="train", seed=0: rows
-        out = grpo.train_problems(prof, n=2)
-    finally:
-        nano.generate_problems = nano_gen
+    src = tmp_path / "train.jsonl"
+    src.write_text(
+        '{"id": "a", "problem": "p", "answer": "3"}\n{"id": "bad-1", "problem": "q", "answer": "???"}\n'
+    )
+    out = grpo.train_problems(prof, n=2, source=str(src))
     assert [r["id"] for r in out] == ["a"]
     assert "bad-1" in capsys.readouterr().out
+
+
+def test_training_problems_are_deduplicated_and_shuffled_by_seed(tmp_path):
+    """OpenMathReasoning repeats each problem many times, in order: dedupe, then a seeded shuffle."""
+    from deepmath_lib import grpo
+
+    src = tmp_path / "omr.jsonl"
+    rows = [{"problem": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(20) for _ in range(5)]
+    src.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    a = grpo.train_problems(get_profile("nano", seed=1), n=10, source=str(src))
+    b = grpo.train_problems(get_profile("nano", seed=1), n=10, source=str(src))
+    c = grpo.train_problems(get_profile("nano", seed=2), n=10, source=str(src))
+    assert len(a) == 10 and len({r["problem"] for r in a}) == 10
+    assert [r["problem"] for r in a] == [r["problem"] for r in b]
+    assert [r["problem"] for r in a] != [r["problem"] for r in c]
+    assert [r["problem"] for r in a] != [f"What is {i} + {i}?" for i in range(10)]  # not the file's order

@@ -119,19 +119,18 @@ def check_weights_arg(value: str) -> None:
 
 
 def trained_model_path(profile: Profile | str, work_dir: str | Path | None = None) -> str | None:
-    """The newest GRPO output of a profile (from `make demo`, notebook 03 or `deepmath train`), if any.
-
-    Looks in `<work_dir>/<profile>/grpo/final` (when given), `runs/demo/<profile>/grpo/final` and
-    `runs/<profile>/grpo/final`."""
+    """The GRPO output of a profile (from `make demo`, notebook 03 or `deepmath train`), if any:
+    `<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
+    and `runs/<profile>/grpo/final`."""
     name = profile if isinstance(profile, str) else profile.name
-    roots = [Path(work_dir)] if work_dir is not None else []
-    roots += [REPO_ROOT / "runs" / "demo", REPO_ROOT / "runs"]
-    found = [
-        r / name / "grpo" / "final"
-        for r in roots
-        if (r / name / "grpo" / "final" / "config.json").is_file()
-        or (r / name / "grpo" / "final" / "adapter_config.json").is_file()
-    ]
+
+    def final(root: Path) -> Path | None:
+        d = Path(root) / name / "grpo" / "final"
+        return d if (d / "config.json").is_file() or (d / "adapter_config.json").is_file() else None
+
+    if work_dir is not None and final(Path(work_dir)) is not None:  # an explicit work dir wins
+        return str(final(Path(work_dir)))
+    found = [d for d in (final(REPO_ROOT / "runs" / "demo"), final(REPO_ROOT / "runs")) if d is not None]
     return str(max(found, key=lambda d: d.stat().st_mtime)) if found else None
 
 

@@ -38,8 +38,9 @@ import shutil
 from pathlib import Path
 
 from deepmath_lib.datasets import load_reference
-from deepmath_lib.evaluate import default_trained_model, evaluate, summary_table
+from deepmath_lib.evaluate import evaluate, summary_table
 from deepmath_lib.figures import side_by_side
+from deepmath_lib.models import trained_weights
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.results import profile_results_dir
 
@@ -50,7 +51,7 @@ if quick:
     shutil.rmtree(
         profile_results_dir(prof.name, results_root) / "samples", ignore_errors=True
     )  # a fresh quick run
-trained = default_trained_model(prof.name, work_dir)
+trained = trained_weights(prof, work_dir=work_dir)  # notebook 03's output, else the released weights
 print(f"trained model: {trained}")
 
 # %%

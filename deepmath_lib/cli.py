@@ -46,6 +46,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         resume=args.resume,
         vllm_mode=args.vllm_mode,
+        heldout=args.heldout,
+        results_root=args.results_root,
+        train_problems=args.train_problems,
     )
 
 
@@ -79,6 +82,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench_rollouts import bench_main
 
     return bench_main(profile=args.profile, n=args.n, backend=args.backend)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_main
+
+    return report_main(check=args.check)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
@@ -143,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="paper: vLLM in-process or `trl vllm-serve`",
     )
+    p.add_argument("--heldout", type=int, default=None, help="held-out problems of the before/after check")
+    p.add_argument(
+        "--train-problems", type=int, default=None, help="override the profile's training problems"
+    )
+    p.add_argument(
+        "--results-root", default=None, help="where train_summary.json goes (default data/results)"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")
@@ -180,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
     add_backend(p, base_url=False)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("report", help="rewrite the README's measured blocks from data/results")
+    p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")
     p.add_argument("--profile", default="nano", help=f"one of {profiles}")

@@ -536,6 +536,7 @@ def train(
         print(f"wrote {res / 'train_summary.json'}", flush=True)
     summary["before"] = before
     summary["after"] = after
+    summary["log_history"] = trainer.state.log_history
     return summary
 
 
@@ -545,6 +546,9 @@ def train_main(
     output_dir: str | None = None,
     resume: bool = False,
     vllm_mode: str | None = None,
+    heldout: int | None = None,
+    results_root: str | None = None,
+    train_problems: int | None = None,
 ) -> int:
     """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures."""
     import sys
@@ -552,8 +556,10 @@ def train_main(
     if steps is not None and steps <= 0:
         print(f"error: --steps must be positive, got {steps}", file=sys.stderr)
         return 2
-    prof = get_profile(profile, vllm_mode=vllm_mode)
-    summary = train(prof, steps=steps, output_dir=output_dir, resume=resume)
+    prof = get_profile(profile, vllm_mode=vllm_mode, train_problems=train_problems)
+    summary = train(
+        prof, steps=steps, output_dir=output_dir, resume=resume, heldout=heldout, results_root=results_root
+    )
     if not summary.get("main", True):
         return 0
     keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")

@@ -246,32 +246,33 @@ def test_openai_server_smol_fence_stop_and_cli(tmp_path):
 
 
 def test_grpo_through_trl_colocated_vllm_keeps_importance_ratio_near_one(tmp_path):
-    """Two GRPO steps on nano with TRL's own colocated vLLM generating the agent rollouts. Sampling without
-    top-k/top-p (nano's training sampling), so TRL's correction is on and the ratio of an unchanged policy must be 1
-    up to numerics."""
-    from deepmath_lib.grpo import build_trainer, importance_sampling_kwargs, train_problems
-    from deepmath_lib.models import load_model
+    """`train` on nano with TRL's own colocated vLLM: the before/after check runs on the trainer's engine (weights
+    synced after the last step), the rollouts too. Sampling without top-k/top-p (nano's training sampling), so TRL's
+    correction is on, and the ratio of an unchanged policy must be 1 up to numerics."""
+    from deepmath_lib.grpo import importance_sampling_kwargs, train
 
     prof = nano(
         vllm_mode="colocate",
         vllm_train_memory_utilization=MEM,
         prompts_per_step=2,
         num_generations=4,
+        train_problems=16,
         learning_rate=1e-9,  # an (almost) unchanged policy between rollout and update
         train_sampling=Sampling(temperature=1.0, top_p=1.0, top_k=0, max_model_tokens=48),
         save_steps=1000,
     )
     assert importance_sampling_kwargs(prof)["vllm_importance_sampling_correction"] is True
-    model, tok = load_model(prof)
-    model.train()
-    trainer = build_trainer(prof, model, tok, train_problems(prof, n=16), tmp_path, steps=2, progress=False)
-    trainer.train()
-    logs = [h for h in trainer.state.log_history if "reward" in h]
+    summary = train(
+        prof, steps=2, output_dir=tmp_path / "grpo", results_root=tmp_path / "res", heldout=8, progress=False
+    )
+    assert summary["steps"] == 2 and summary["before"]["n"] == summary["after"]["n"] == 8
+    logs = [h for h in summary["log_history"] if "reward" in h]
     assert len(logs) == 2
     ratios = [h[k] for h in logs for k in h if "importance_sampling_ratio" in k and k.endswith("mean")]
     assert ratios, sorted(logs[0])
+    print("importance sampling ratio means:", ratios)
     assert all(0.8 < r < 1.25 for r in ratios), ratios
-    rows = list((tmp_path / "train_metrics.csv").read_text().splitlines())
+    rows = (tmp_path / "grpo" / "train_metrics.csv").read_text().splitlines()
     assert len(rows) == 3  # header + one row per step, written once
 
 

@@ -1,0 +1,119 @@
+"""README blocks regenerated from stored measurements, never typed by hand.
+
+`deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of the README from its source;
+`deepmath report --check` exits 1 when the README differs (a test runs it)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from .paths import REPO_ROOT
+
+
+def gpu_block(path: str | Path | None = None) -> str:
+    """The GPU check's figures (scripts/gpu_check.py's JSON line, stored under data/results/paper/)."""
+    path = Path(path or REPO_ROOT / "data" / "results" / "paper" / "gpu_check_h200.json")
+    r = json.loads(path.read_text())
+    cfg = r.get("grpo_config", {})
+    shape = r.get("paper_shape", {})
+    steps = ", ".join(f"{s:.0f} s" for s in r.get("step_seconds", []))
+    rows = [
+        "| measured | value |",
+        "|---|---|",
+        f"| device; torch, transformers, TRL | {r['device_name']}; {r['torch']}, {r['transformers']}, {r['trl']} |",
+        f"| model | {r['params_b']:.2f}B parameters (random weights, Qwen3-4B shapes), "
+        f"{r.get('lora_trainable_params_m', 0):.1f}M LoRA parameters |",
+        f"| bf16 LoRA GRPO steps (ours, transformers rollouts) | {len(r.get('step_seconds', []))} steps ({steps}): "
+        f"{cfg.get('per_device_train_batch_size')} x {cfg.get('gradient_accumulation_steps')} completions of "
+        f"≤ {cfg.get('max_completion_length')} tokens, loss `{cfg.get('loss_type')}`, β {cfg.get('beta')}; "
+        f"peak {r['peak_mem_gib_grpo']:.1f} GiB |",
+        f"| forward + backward at paper shapes | {shape.get('batch')} x ({shape.get('prompt')} prompt + "
+        f"{shape.get('completion')} completion) tokens: peak {r['peak_mem_gib_paper_shape']:.1f} GiB |",
+        f"| `generate` from a worker thread | {'ok' if r['thread_generate_ok'] else 'FAILED'}, "
+        f"{r['generate_tokens_per_s']:.0f} tokens/s at batch {r.get('generate_batch')} |",
+        f"| errors | {r['errors'] or 'none'} |",
+    ]
+    return "\n".join(rows)
+
+
+CONFIG_LABELS = {"baseline": "Baseline", "agent": "+Agent", "grpo": "+GRPO", "deepmath": "DeepMath"}
+
+
+def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+    """The eval table and the GRPO before/after line of a profile, from eval_summary.csv and train_summary.json."""
+    import pandas as pd
+
+    from .profiles import get_profile
+    from .results import profile_results_dir
+
+    root = profile_results_dir(profile, results_root)
+    df = pd.read_csv(root / "eval_summary.csv")
+    prof = get_profile(profile)
+    s = prof.eval_sampling
+    k = int(df.k.iloc[0])
+    n = int(df.n_problems.iloc[0])
+    lines = [
+        f"Measured by `make demo` on a 2-core CPU (no GPU): {n} {profile} eval problems x {k} samples, "
+        f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}, {s.max_model_tokens} generated tokens; 95% "
+        "bootstrap intervals over problems. Total tokens count model and executor tokens (the original's figure).",
+        "",
+        f"| config | maj@{k} [95% CI] | pass@{k} | mean@{k} | mean model tokens | mean total tokens "
+        "| tool calls / trajectory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for config, label in CONFIG_LABELS.items():
+        row = df[df.config == config]
+        if row.empty:
+            continue
+        r = row.iloc[0]
+        lines.append(
+            f"| {label} | {r.maj_at_k:.1%} [{r.maj_ci_low:.1%}, {r.maj_ci_high:.1%}] | {r.pass_at_k:.1%} | "
+            f"{r.mean_at_k:.1%} | {r.mean_len_model_tokens:.1f} | {r.mean_len_total_tokens:.1f} | "
+            f"{r.get('mean_calls', float('nan')):.2f} |"
+        )
+    train = root / "train_summary.json"
+    if train.is_file():
+        t = json.loads(train.read_text())
+        ab, aa = t["accuracy_ci_before"], t["accuracy_ci_after"]
+        lines += [
+            "",
+            f"GRPO ({t['steps']} steps, {t['prompts_per_step']} prompts x {t['num_generations']} agent trajectories "
+            f"per step, {t['train_wall_time_s']:.0f} s of training) on {t['heldout_problems']} held-out problems, "
+            f"same sampling before and after: code use {t['code_use_rate_before']:.1%} → "
+            f"{t['code_use_rate_after']:.1%}, accuracy {t['accuracy_before']:.1%} [{ab[0]:.1%}, {ab[1]:.1%}] → "
+            f"{t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
+            f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
+        ]
+    return "\n".join(lines)
+
+
+BLOCKS = {"gpu": gpu_block, "results": results_block}
+
+
+def render(readme: str) -> str:
+    """The README text with every known block regenerated."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(readme):
+            raise ValueError(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> block")
+        block = make()
+        readme = pattern.sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(2), readme)
+    return readme
+
+
+def report_main(check: bool = False, readme: str | Path | None = None) -> int:
+    path = Path(readme or REPO_ROOT / "README.md")
+    old = path.read_text()
+    new = render(old)
+    if check:
+        if new != old:
+            print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
+            return 1
+        print(f"{path}: up to date")
+        return 0
+    path.write_text(new)
+    print(f"{path}: {'rewritten' if new != old else 'already up to date'}")
+    return 0

@@ -287,6 +287,17 @@ async def generate_with_pairs(
     return GenOutput(first.token_ids + second.token_ids, second.finish, lps)
 
 
+def native_vllm_dtype() -> str:
+    """bfloat16 where the hardware computes it natively (a GPU; a CPU with AVX512-BF16 or AMX), else float32: on an
+    AVX2-only CPU vLLM's bf16 path runs ~5x slower than float32 (measured: 30 vs 155 tokens/s, SmolLM2-135M, 64 rows)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16"
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return "bfloat16" if native else "float32"
+
+
 class _LoopThread:
     """A private event loop in a daemon thread. vLLM's AsyncLLM binds its output handler to the first loop it runs
     on, so one engine cannot serve two `asyncio.run` calls (the second dies with EngineDeadError); every request
@@ -376,7 +387,8 @@ class VLLMBackend(Backend):
             source,
             adapter=adapter,
             seed=profile.seed,
-            dtype=profile.vllm_dtype,
+            dtype=profile.vllm_dtype or native_vllm_dtype(),
+            enforce_eager=profile.vllm_enforce_eager,
             max_model_len=profile.max_model_len,
             gpu_memory_utilization=memory,
             **engine_kwargs,

@@ -8,6 +8,9 @@ import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault(
+    "VLLM_LOGGING_LEVEL", "WARNING"
+)  # vLLM logs to stdout; keep traces and JSON lines readable
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:

@@ -38,7 +38,11 @@ class Profile:
     # vLLM engine: context length (the model's own default can be 262k) and the memory share for weights + KV cache
     # (on CPU a share of a NUMA node's RAM)
     max_model_len: int = 1024
-    vllm_dtype: str = "bfloat16"
+    vllm_dtype: str | None = (
+        None  # None: bfloat16 on a GPU or a CPU with native bf16 (AVX512-BF16/AMX), else float32
+    )
+    # no torch.compile: on a CPU it costs ~100 s per engine start (more than a small model's whole run); GPUs compile
+    vllm_enforce_eager: bool = True
     vllm_train_memory_utilization: float = 0.3  # GRPO colocate: vLLM's share, next to the model being trained
     gpu_memory_utilization: float = 0.3
     # call format: the model writes code between call_open/call_close; results come back in output_template
@@ -165,8 +169,10 @@ PROFILES: dict[str, Profile] = {
         released_adapter="Intel/deepmath-v1",
         backend="vllm",
         dtype="bfloat16",
+        vllm_dtype="bfloat16",
         max_model_len=32768,  # prompt (~2k) + 20k generated + executor output, with room to spare
         gpu_memory_utilization=0.9,  # eval: the engine owns the GPU
+        vllm_enforce_eager=False,
         vllm_train_memory_utilization=0.35,  # colocate on one 80 GB GPU: 28 GB for vLLM, the rest for training
         n_shots=4,
         max_calls=50,  # the original's agent: at most 50 steps

@@ -55,7 +55,7 @@ class Server:
         self.log = log
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--gpu-memory-utilization", str(MEM)]
-        cmd += ["--max-model-len", "1024", *extra]
+        cmd += ["--max-model-len", "1024", "--enforce-eager", *extra]
         e = env() | ({"VLLM_SERVER_DEV_MODE": "1"} if dev_mode else {})
         self.proc = subprocess.Popen(
             cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=e, start_new_session=True

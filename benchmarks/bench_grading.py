@@ -158,21 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def suite_agreement(path: Path = SUITE) -> dict:
     """Agreement with the labels of the suite: ours and bare math-verify, overall and per class."""
-    from math_verify import parse, verify
-
+    from deepmath_lib.grading import bare_math_verify as bare
     from deepmath_lib.grading import is_equivalent
-
-    def bare(gold: str, pred: str) -> bool:
-        try:
-            return bool(
-                verify(
-                    parse(f"${gold}$", parsing_timeout=None),
-                    parse(pred, parsing_timeout=None),
-                    timeout_seconds=None,
-                )
-            )
-        except Exception:
-            return False
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out: dict = {"suite_n": len(rows)}

@@ -630,3 +630,21 @@ def regrade_samples(results_root: str | Path | None = None, profile: str = "nano
         counts["files"] += 1
         counts["rows"] += len(rows)
     return counts
+
+
+def bare_math_verify(gold: str, pred: str) -> bool:
+    """The reference our extraction is measured against: math-verify's default `parse` and `verify`, gold wrapped
+    in `$…$`, timeouts off (as ours in the host process)."""
+    from math_verify import parse, verify
+
+    _mv()  # silences math-verify's "timeout disabled" warning
+    try:
+        return bool(
+            verify(
+                parse(f"${gold}$", parsing_timeout=None),
+                parse(pred, parsing_timeout=None),
+                timeout_seconds=None,
+            )
+        )
+    except Exception:
+        return False

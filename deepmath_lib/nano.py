@@ -323,9 +323,12 @@ def hand_trace(raw: dict, rng: random.Random, opening_fraction: float = 0.25) ->
 # --------------------------------------------------------------------------------------------- tokenizer
 
 
-def build_tokenizer(number_digits: int | None = None):
+def build_tokenizer(
+    number_digits: int | None = None, vocab_size: int | None = None, model_max_length: int | None = None
+):
     """Character-level `PreTrainedTokenizerFast` with ChatML special tokens and a chat template, where runs of up to
-    `number_digits` digits are single tokens (default from the recipe; 0 = plain characters).
+    `number_digits` digits are single tokens (default from the recipe; 0 or 1 = plain characters). `vocab_size` pads
+    the vocabulary with filler tokens to exactly that many ids (any id a model of that size samples decodes).
 
     Whole-number tokens make copying a number (from the problem into code, from the executor's output into the
     box) a one-token attention, which a tiny model learns in minutes; computing by hand stays a guess per token.
@@ -342,8 +345,13 @@ def build_tokenizer(number_digits: int | None = None):
     for width in range(2, digits + 1):
         for k in range(10**width):
             vocab[str(k).zfill(width)] = len(vocab)
+    if vocab_size is not None:
+        if len(vocab) + 2 > vocab_size:
+            raise ValueError(f"vocab_size {vocab_size} is below the {len(vocab) + 2} base tokens")
+        while len(vocab) < vocab_size - 2:  # the two tool tags come last
+            vocab[f"<|x{len(vocab)}|>"] = len(vocab)
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    pattern = rf"\d{{1,{digits}}}|\D" if digits > 1 else r"(?s)."
+    pattern = rf"\d{{1,{digits}}}|\D" if digits > 1 else r"[\s\S]"  # Oniguruma has no (?s)
     core.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     core.decoder = decoders.Fuse()
     core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
@@ -356,9 +364,11 @@ def build_tokenizer(number_digits: int | None = None):
         unk_token=UNK,
         additional_special_tokens=[IM_START],
         padding_side="left",
-        model_max_length=RECIPE["model"]["max_position_embeddings"],
+        model_max_length=model_max_length or RECIPE["model"]["max_position_embeddings"],
     )
     tok.chat_template = CHAT_TEMPLATE
+    if vocab_size is not None and len(tok) != vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tok)} ids, expected {vocab_size}")
     return tok
 
 

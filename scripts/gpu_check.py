@@ -100,41 +100,12 @@ def gib(n_bytes: float | None) -> float | None:
 
 
 def build_tokenizer(vocab_size: int):
-    """A character-level `PreTrainedTokenizerFast` whose vocabulary has exactly `vocab_size` ids (filler tokens
-    after the characters), so any id the model samples decodes. Ids 0-5: pad, unk, <|im_start|>, <|im_end|> (eos),
-    <tool_call>, </tool_call>; the tool tags are added tokens that are not special, as in Qwen3."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """nano's character-level tokenizer (digits as characters) padded with filler tokens to exactly `vocab_size` ids,
+    so any id the model samples decodes; `<tool_call>`/`</tool_call>` are added tokens that are not special, as in
+    Qwen3."""
+    from deepmath_lib.nano import build_tokenizer as nano_tokenizer
 
-    from deepmath_lib.nano import CHARSET, CHAT_TEMPLATE, IM_END, IM_START, PAD, TOOL_CLOSE, TOOL_OPEN, UNK
-
-    specials = [PAD, UNK, IM_START, IM_END]
-    vocab = {t: i for i, t in enumerate([*specials, TOOL_OPEN, TOOL_CLOSE])}
-    for ch in CHARSET:
-        vocab.setdefault(ch, len(vocab))
-    if len(vocab) > vocab_size:
-        raise ValueError(f"vocab_size {vocab_size} is below the {len(vocab)} base tokens")
-    while len(vocab) < vocab_size:
-        vocab[f"<|x{len(vocab)}|>"] = len(vocab)
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    core.add_tokens([AddedToken(t, special=False, normalized=False) for t in (TOOL_OPEN, TOOL_CLOSE)])
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token=None,
-        eos_token=IM_END,
-        pad_token=PAD,
-        unk_token=UNK,
-        additional_special_tokens=[IM_START],
-        padding_side="left",
-        model_max_length=262144,
-    )
-    tok.chat_template = CHAT_TEMPLATE
-    if len(tok) != vocab_size:
-        raise RuntimeError(f"tokenizer has {len(tok)} ids, expected {vocab_size}")
-    return tok
+    return nano_tokenizer(number_digits=1, vocab_size=vocab_size, model_max_length=262144)
 
 
 def build_model(shapes: dict, tok, device: str, dtype):

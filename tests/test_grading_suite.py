@@ -29,21 +29,7 @@ def load_suite() -> list[dict]:
     return [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def bare_math_verify(gold: str, pred: str) -> bool:
-    """The reference: math-verify's default `parse` and `verify`, gold wrapped in `$…$` (timeouts off, as ours)."""
-    from math_verify import parse, verify
-
-    grading._mv()  # silences math-verify's "timeout disabled" warning
-    try:
-        return bool(
-            verify(
-                parse(f"${gold}$", parsing_timeout=None),
-                parse(pred, parsing_timeout=None),
-                timeout_seconds=None,
-            )
-        )
-    except Exception:
-        return False
+bare_math_verify = grading.bare_math_verify
 
 
 def test_suite_covers_each_class_with_positives_and_negatives():

@@ -150,7 +150,7 @@ async def run_trajectory(
                 traj.prompt_ids + traj.completion_ids, step_cap, sampling, stop, tag=tag
             )
             steps += 1
-            since_call = out.token_ids if resume_step is False else since_call + out.token_ids
+            since_call = (since_call if resume_step else []) + out.token_ids
             resume_step = False
             traj.completion_ids += out.token_ids
             traj.env_mask += [1] * len(out.token_ids)
@@ -422,8 +422,12 @@ def solve_main(
         return 2
     console = Console(highlight=False, stderr=False)
     console.print(f"[dim]model: {path or prof.model + ' (base)'} | backend: {prof.backend}[/dim]")
-    with console.status(f"loading the {prof.name} model ..."):
-        backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
+    try:
+        with console.status(f"loading the {prof.name} model ..."):
+            backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
+    except RuntimeError as exc:  # e.g. --backend vllm without vLLM installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     sampling = prof.eval_sampling
     trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
     for k, traj in enumerate(trajs):

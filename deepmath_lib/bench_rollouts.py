@@ -4,6 +4,7 @@ measured side by side in one run. The last line printed is JSON with a `speedup`
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from .profiles import get_profile
@@ -79,7 +80,14 @@ def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None) -
     if n < 2:
         print("error: --n must be at least 2")
         return 2
-    res = measure(profile, n, backend=backend)
+    try:
+        res = measure(profile, n, backend=backend)
+    except (
+        ValueError,
+        RuntimeError,
+    ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{'mode':<12}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
     for mode in ("concurrent", "sequential"):
         print(

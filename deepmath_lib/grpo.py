@@ -553,9 +553,10 @@ def train_main(
     """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures."""
     import sys
 
-    if steps is not None and steps <= 0:
-        print(f"error: --steps must be positive, got {steps}", file=sys.stderr)
-        return 2
+    for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
+        if value is not None and value <= 0:
+            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
+            return 2
     prof = get_profile(profile, vllm_mode=vllm_mode, train_problems=train_problems)
     summary = train(
         prof, steps=steps, output_dir=output_dir, resume=resume, heldout=heldout, results_root=results_root

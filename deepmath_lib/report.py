@@ -106,8 +106,16 @@ def render(readme: str) -> str:
 
 def report_main(check: bool = False, readme: str | Path | None = None) -> int:
     path = Path(readme or REPO_ROOT / "README.md")
-    old = path.read_text()
-    new = render(old)
+    try:
+        old = path.read_text()
+        new = render(old)
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+    ) as exc:  # no README, a block missing, a results file missing or malformed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if check:
         if new != old:
             print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)

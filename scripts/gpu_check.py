@@ -72,7 +72,8 @@ QWEN3_4B = dict(
     max_position_embeddings=262144,
     rms_norm_eps=1e-6,
 )
-TINY = dict(
+TINY = dict(  # the same architecture, small enough for a CPU test
+    QWEN3_4B,
     vocab_size=2048,
     hidden_size=64,
     intermediate_size=128,
@@ -80,10 +81,7 @@ TINY = dict(
     num_attention_heads=4,
     num_key_value_heads=2,
     head_dim=16,
-    tie_word_embeddings=True,
-    rope_theta=5_000_000.0,
     max_position_embeddings=8192,
-    rms_norm_eps=1e-6,
 )
 SCRIPTED_CALL = "<tool_call>\nprint(6*7)\n</tool_call>"
 

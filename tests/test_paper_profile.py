@@ -259,3 +259,37 @@ def test_metrics_are_written_by_the_main_process_only(tmp_path):
     assert not (tmp_path / "m.csv").exists()
     log.on_log(None, SimpleNamespace(global_step=1, is_world_process_zero=True), None, logs=logs)
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 2
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--profile", "nano", "--heldout", "-1"], "--heldout must be positive"),
+        (["train", "--profile", "nano", "--train-problems", "0"], "--train-problems must be positive"),
+        (["bench", "rollouts", "--profile", "nano", "--backend", "openai"], "--base-url"),
+        (["solve", "What is 1+1?", "--profile", "nano", "--backend", "openai"], "--base-url"),
+        (["eval", "--profile", "nano", "--trained-model", "./no/such/dir"], "neither a folder nor a hub id"),
+    ],
+)
+def test_new_options_answer_bad_input_with_one_clear_error(argv, needle, capsys, tmp_path):
+    from deepmath_lib.cli import main
+
+    if argv[0] == "eval":
+        argv = [*argv, "--results-root", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_report_without_its_block_is_a_clear_error(tmp_path, capsys):
+    from deepmath_lib.report import report_main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# no blocks here\n")
+    assert report_main(readme=readme) == 2
+    assert "no <!-- gpu:start -->" in capsys.readouterr().err
+    assert readme.read_text() == "# no blocks here\n"  # left as it was

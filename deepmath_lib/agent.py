@@ -18,8 +18,6 @@ from .backends import Backend, Stop
 from .profiles import Profile, Sampling, get_profile
 from .prompts import build_messages
 
-FINISH_REASONS = ("answer", "eos", "budget", "calls", "error")
-
 
 @dataclass
 class Call:
@@ -202,7 +200,7 @@ async def run_trajectory(
     traj.logprobs = logprobs if have_logprobs and logprobs else None
     # The answer is the model's own prose: neither code nor executor output can supply it.
     traj.answer = _extract_answer(
-        "".join(part for kind, part in render_text(traj, profile) if kind == "text")
+        "".join(part for kind, part in trace_parts(traj.text, profile) if kind == "text")
     )
     if traj.finish_reason == "eos" and traj.answer is not None:
         traj.finish_reason = "answer"
@@ -303,30 +301,30 @@ def run_agent(
 # ---------------------------------------------------------------- rendering
 
 
-def render_text(traj: Trajectory, profile: Profile) -> list[tuple[str, str]]:
-    """Split a trajectory's text into (kind, text) parts: "text", "code", "output"."""
-    parts: list[tuple[str, str]] = []
-    text = traj.text
+def trace_parts(text: str, profile: Profile) -> list[tuple[str, str]]:
+    """Split a trajectory's text into ``(kind, part)`` segments, in order; kind is "text" (the model's prose),
+    "code" (``profile.call_open`` … ``profile.call_close``) or "output" (an executor block, ``profile.output_template``
+    around the output). A call or block left open runs to the end. The parts joined give the text back."""
     open_tag, close = profile.call_open.strip(), profile.call_close
-    out_open = profile.output_template.split("{output}")[0]
-    out_close = profile.output_template.split("{output}")[1]
+    out_open, out_close = profile.output_template.split("{output}")
+    parts: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):
-        o = text.find(open_tag, pos)
-        r = text.find(out_open, pos)
-        nxt = min(x for x in (o, r, len(text)) if x >= 0)
-        if nxt > pos:
-            parts.append(("text", text[pos:nxt]))
-        if nxt == len(text):
+        code_at, output_at = text.find(open_tag, pos), text.find(out_open, pos)
+        found = sorted((i, kind) for i, kind in ((code_at, "code"), (output_at, "output")) if i >= 0)
+        if not found:
+            parts.append(("text", text[pos:]))
             break
-        if nxt == o:
-            end = text.find(close, o)
-            end = len(text) if end < 0 else end + len(close)
-            parts.append(("code", text[o:end]))
+        start, kind = found[0]
+        if start > pos:
+            parts.append(("text", text[pos:start]))
+        if kind == "code":
+            body, end_tag = start + len(open_tag), close
         else:
-            end = text.find(out_close, r + len(out_open))
-            end = len(text) if end < 0 else end + len(out_close)
-            parts.append(("output", text[r:end]))
+            body, end_tag = start + len(out_open), out_close
+        end = text.find(end_tag, body)
+        end = len(text) if end < 0 else end + len(end_tag)
+        parts.append((kind, text[start:end]))
         pos = end
     return parts
 
@@ -342,13 +340,13 @@ def trace_html(traj: Trajectory, profile: Profile, gold: str | None = None) -> s
         "output": "background:#f2fbef;color:#236b13;display:block;padding:2px 6px;border-left:3px solid #3a9a23",
     }
     body = []
-    for kind, part in render_text(traj, profile):
+    for kind, part in trace_parts(traj.text, profile):
         esc = html.escape(part)
         if kind == "text":
             esc = re.sub(
                 r"(\\boxed\{[^}]*\})",
                 r'<b style="background:#fff3b0;padding:0 3px">\1</b>',
-                esc.replace("\\", "\\"),
+                esc,
             )
         body.append(f'<span style="{styles[kind]}">{esc}</span>')
     verdict = ""
@@ -365,6 +363,36 @@ def trace_html(traj: Trajectory, profile: Profile, gold: str | None = None) -> s
     return f"<div style='border:1px solid #ddd;margin:6px 0;padding:6px'>{head}<pre style='white-space:pre-wrap;margin:0'>{''.join(body)}</pre></div>"
 
 
+def env_mask_html(tokenizer, ids: Sequence[int], mask: Sequence[int]) -> str:
+    """An HTML strip of a completion's tokens coloured by the env mask, for notebooks: model tokens (mask 1, the
+    ones GRPO's loss sees) in blue, executor tokens (mask 0, context only) in orange. Neighbouring tokens alternate
+    two shades so each token's extent shows; hovering gives the kind and the token id. A legend counts both kinds.
+    Raises ValueError when `ids` and `mask` differ in length."""
+    import html
+
+    if len(ids) != len(mask):
+        raise ValueError(f"{len(ids)} token ids but {len(mask)} mask values")
+    shades = {"model": ("#d4e2ff", "#b3ccff"), "executor": ("#ffe0b8", "#ffc98a")}
+    spans = []
+    for i, (tid, m) in enumerate(zip(ids, mask, strict=True)):
+        kind = "model" if m else "executor"
+        piece = html.escape(tokenizer.decode([tid], skip_special_tokens=False)).replace("\n", "↵\n")
+        spans.append(
+            f'<span style="background:{shades[kind][i % 2]}" title="{kind} token {tid}">{piece}</span>'
+        )
+    n_model = sum(1 for m in mask if m)
+    legend = (
+        "<div style='font:12px sans-serif;color:#555;margin-bottom:4px'>"
+        f"<span style='background:{shades['model'][0]};padding:0 4px'>model tokens: {n_model}</span> in the loss "
+        f"&middot; <span style='background:{shades['executor'][0]};padding:0 4px'>executor tokens: "
+        f"{len(mask) - n_model}</span> masked out</div>"
+    )
+    return (
+        f"<div style='border:1px solid #ddd;margin:6px 0;padding:6px'>{legend}"
+        f"<pre style='white-space:pre-wrap;margin:0'>{''.join(spans)}</pre></div>"
+    )
+
+
 def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     """Print a trace to the terminal with rich: code blue, executor output green, answer highlighted."""
     from rich.console import Console
@@ -373,7 +401,7 @@ def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     console = console or Console(highlight=False)
     styles = {"text": "", "code": "bold blue", "output": "green"}
     out = Text()
-    for kind, part in render_text(traj, profile):
+    for kind, part in trace_parts(traj.text, profile):
         out.append(part, style=styles[kind])
     out.highlight_regex(r"\\boxed\{[^}]*\}", "bold black on yellow")
     console.print(out)
@@ -408,7 +436,7 @@ def solve_main(
     if not question.strip():
         print("error: the question is empty", file=sys.stderr)
         return 2
-    from .models import check_weights_arg, trained_model_path
+    from .models import check_weights_arg, describe_weights, trained_model_path
 
     try:
         prof = get_profile(profile, backend=backend)
@@ -421,7 +449,7 @@ def solve_main(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     console = Console(highlight=False, stderr=False)
-    console.print(f"[dim]model: {path or prof.model + ' (base)'} | backend: {prof.backend}[/dim]")
+    console.print(f"[dim]model: {describe_weights(prof, path)} | backend: {prof.backend}[/dim]")
     try:
         with console.status(f"loading the {prof.name} model ..."):
             backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))

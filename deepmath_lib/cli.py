@@ -52,6 +52,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         heldout=args.heldout,
         results_root=args.results_root,
         train_problems=args.train_problems,
+        report_to=args.report_to,
     )
 
 
@@ -72,19 +73,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import figures_main
+    from .plots import figures_main
 
     return figures_main(profile=args.profile, results_root=args.results_root, figures_dir=args.figures_dir)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    save = not args.no_save
     if args.what == "sandbox":
-        from .bench_sandbox import bench_main
+        from .bench.sandbox import bench_main
 
-        return bench_main(repeats=args.repeats)
-    from .bench_rollouts import bench_main
+        return bench_main(repeats=args.repeats, save=save)
+    if args.what == "grading":
+        from .bench.grading import bench_main
 
-    return bench_main(profile=args.profile, n=args.n, backend=args.backend)
+        return bench_main(n=args.n or 8000, suite=args.suite, save=save)
+    from .bench.rollouts import bench_main
+
+    return bench_main(profile=args.profile, n=args.n or 64, backend=args.backend, save=save)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -96,7 +102,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .pipeline import main
 
-    return main(profile=args.profile, only=args.only, params_file=args.params)
+    return main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-problems", type=int, default=None, help="override the profile's training problems"
     )
     p.add_argument(
+        "--report-to",
+        choices=["none", "trackio", "tensorboard", "wandb"],
+        default="none",
+        help="live training curves: trackio is local-first (`trackio show` opens them)",
+    )
+    p.add_argument(
         "--results-root", default=None, help="where train_summary.json goes (default data/results)"
     )
     p.set_defaults(func=_cmd_train)
@@ -192,11 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-dir", default=None, help="default figures/")
     p.set_defaults(func=_cmd_figures)
 
-    p = sub.add_parser("bench", help="benchmarks; the last line printed is JSON")
-    p.add_argument("what", choices=["sandbox", "rollouts"])
+    p = sub.add_parser(
+        "bench", help="benchmarks; the last line printed is JSON, also stored under data/results/bench/"
+    )
+    p.add_argument("what", choices=["sandbox", "rollouts", "grading"])
     p.add_argument("--profile", default="nano", choices=profiles, help="rollouts only")
-    p.add_argument("--n", type=int, default=64, help="rollouts: number of trajectories")
+    p.add_argument("--n", type=int, default=None, help="rollouts: trajectories (64); grading: answers (8000)")
     p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
+    p.add_argument(
+        "--suite", action="store_true", help="grading: also score the labelled suite, ours vs bare"
+    )
+    p.add_argument("--no-save", action="store_true", help="do not store the result under data/results/bench/")
     add_backend(p, base_url=False)
     p.set_defaults(func=_cmd_bench)
 
@@ -210,11 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03"
     )
     p.add_argument("--params", default=None, help="papermill YAML (default params/<profile>.yaml)")
+    p.add_argument(
+        "--publish", action="store_true", help="write the outputs back into notebooks/ (what GitHub shows)"
+    )
     p.set_defaults(func=_cmd_pipeline)
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr, without the library's file path and source line."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

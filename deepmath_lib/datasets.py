@@ -414,15 +414,13 @@ def _infer_kind(path: Path, rows: list[dict]) -> str | None:
 
 
 def load_reference(path: str | Path | None = None) -> Any:
-    """The original's reported table (``data/reference/original_results.csv``) as a DataFrame.
+    """The original's reported table (``deepmath_lib/data/original_results.csv``, package data) as a DataFrame.
 
     Columns: ``dataset, config, maj_at_16`` (a fraction), ``mean_tokens``, ``source``.
     """
     import pandas as pd
 
-    from .paths import REPO_ROOT
-
-    path = Path(path) if path is not None else REPO_ROOT / "data" / "reference" / "original_results.csv"
+    path = Path(path) if path is not None else Path(__file__).parent / "data" / "original_results.csv"
     if not path.is_file():
         raise DatasetError(f"reference table not found: {path}")
     return pd.read_csv(path)

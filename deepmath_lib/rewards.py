@@ -26,6 +26,3 @@ def accuracy_reward(completions: list[Any], answer: list[str], pred: list[str | 
 def code_reward(completions: list[Any], n_calls_ok: list[int], **kwargs: Any) -> list[float]:
     """1.0 when the trajectory ran at least one snippet successfully (DeepMath's code-use reward)."""
     return [1.0 if n > 0 else 0.0 for n in n_calls_ok]
-
-
-REWARD_FUNCS = (accuracy_reward, code_reward)

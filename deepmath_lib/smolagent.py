@@ -11,17 +11,9 @@ from .profiles import Profile, Sampling
 from .prompts import system_prompt
 
 
-def _smolagents():
-    try:
-        import smolagents
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise RuntimeError("smolagents is not installed: `pip install smolagents`") from exc
-    return smolagents
-
-
 def backend_model(backend: Backend, sampling: Sampling, max_new_tokens: int = 256):
     """A smolagents `Model` that generates with one of our backends (one segment per call, stop strings honoured)."""
-    sa = _smolagents()
+    import smolagents as sa
 
     class BackendModel(sa.Model):
         def __init__(self) -> None:
@@ -64,7 +56,8 @@ def backend_model(backend: Backend, sampling: Sampling, max_new_tokens: int = 25
 
 def make_code_agent(backend: Backend, profile: Profile, max_steps: int = 4, **kwargs: Any):
     """A smolagents `CodeAgent` whose code runs in our Sandbox (not smolagents' AST interpreter)."""
-    sa = _smolagents()
+    import smolagents as sa
+
     from .sandbox import SmolagentsExecutor
 
     executor = SmolagentsExecutor(timeout=profile.sandbox_timeout, memory_mb=profile.sandbox_memory_mb)

@@ -14,28 +14,79 @@
 # %% [markdown]
 # # 01 · The executor: a fast sandbox that actually holds
 #
-# The agent's model writes short Python snippets mid-reasoning; `deepmath_lib.sandbox.Sandbox` runs them.
-# The original used smolagents' `LocalPythonExecutor`, an AST interpreter: ~130x slower than Python on loops,
-# with a timeout that does not bound wall time and an allow-list that `sympify` or `numpy.save` walk around.
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/deepmath-nb/deepmath-nb/blob/main/notebooks/01_executor.ipynb)
 #
-# Ours is a process sandbox. A **zygote** (started once per host process) imports and warms sympy, numpy,
-# scipy and mpmath, then forks one **worker per trajectory**, locked down once: rlimits (memory, CPU, no file
-# writes, no core dumps), a seccomp filter (no sockets, exec, fork, ptrace, signals to others, mounts or
-# namespaces), Landlock (read-only, only the Python trees), an empty network namespace, a scrubbed
-# environment and its own process group. The wall clock is enforced from outside by killing the worker;
-# the next call replays the successful snippets so the state survives. This notebook is a thin tour.
+# Part 1 of 5 of a re-implementation of **DeepMath** ([blog post](https://huggingface.co/blog/intel-deepmath),
+# [original code](https://github.com/IntelLabs/DeepMath)): a math model that, in the middle of its reasoning,
+# writes a few lines of Python, has them executed, and reads the result back before it goes on.
+#
+# Everything in DeepMath rests on the piece that runs those lines. The blog post asks three things of it: a
+# sandbox, an allow-list of importable modules and a timeout per snippet, so that the model's code cannot read or
+# write files, reach the network or run for ever. During GRPO training thousands of snippets run, written by a
+# model that is being pushed to write more of them, so the executor must also be **fast** and must **keep
+# variables** from one snippet to the next (the original's prompt assumes it; its executor did not).
+#
+# The original used smolagents' `LocalPythonExecutor`, which interprets the Python syntax tree itself: roughly a
+# hundred times slower than Python on loops, with a timeout that does not bound wall time, and an allow-list that
+# `sympy.sympify` on a string or `numpy.save` walk straight past. Here we use a **process sandbox** instead:
+#
+# - a *zygote* process, started once, imports and warms sympy, numpy, scipy and mpmath;
+# - it forks one *worker per trajectory* (a few milliseconds, the imports already done), which locks itself down
+#   once: resource limits (memory, CPU time, no file writes), a seccomp filter (no sockets, no new programs or
+#   processes), Landlock (read-only access to the Python installation only), an empty network namespace, an
+#   environment emptied of secrets;
+# - the wall-clock timeout is enforced from outside by killing the worker; the next snippet finds a fresh worker
+#   in which the earlier successful snippets were replayed, so the variables survive.
+#
+# This notebook tours it: snippets with state, each limit, a red-team run, and the speed against the
+# alternatives. It needs no model and runs in about a minute.
+
+# %% [markdown]
+# On Colab the next cell installs this project from GitHub (a minute or two); anywhere else it does nothing,
+# since `make install` or `pip install` has already done it.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "deepmath-nb @ git+https://github.com/deepmath-nb/deepmath-nb",
+        ],
+        check=True,
+    )
+
+# %% [markdown]
+# ## Parameters
+# The cell below is tagged `parameters`: papermill (`make demo`, `deepmath pipeline`) replaces these values with
+# those of `params/<profile>.yaml`. The defaults are the fast settings nbval runs. `quick` runs a subset of the
+# red team and fewer timing repeats; `progress` is shared by all five notebooks (nothing here runs long enough to
+# need a progress bar).
 
 # %% tags=["parameters"]
 profile = "nano"
 quick = True
+progress = True
 results_root = "../runs/nbval/results"
 figures_dir = "../runs/nbval/figures"
 work_dir = "../runs/nbval"
 
+# %% [markdown]
+# ## Starting the zygote
+# The first call pays the imports (a few seconds); every worker forked afterwards starts warm. The second line
+# lists the protection layers that this machine lets a worker switch on. Some hosts forbid a layer (no user
+# namespaces in some containers, an old kernel without Landlock): a warning then names what is missing, and the
+# remaining layers still stand between the snippet and the host.
+
 # %%
 import time
 import warnings
-from pathlib import Path
 
 import pandas as pd
 
@@ -53,8 +104,11 @@ for w in caught:
 
 # %% [markdown]
 # ## Snippets, REPL-style, with state across calls
-# `run` returns stdout (and stderr), then the repr of a bare last expression; variables, functions and
-# imports persist. `model_text()` is what the model reads inside its output block.
+# One `Sandbox` belongs to one trajectory. `run(code)` returns what the snippet printed, then the value of a bare
+# last expression (as a Python prompt would show it: the original's solved examples rely on this), or the last
+# lines of the traceback on an error. `model_text()` is exactly the text the model will read inside its
+# output block. Look at the second snippet: it uses `roots` and `sp`, defined by the first one. The fourth fails,
+# and the model reads the error instead of a value, as it would in a notebook of its own.
 
 # %%
 sb = Sandbox(timeout=2.0, memory_mb=512, max_output_chars=300)
@@ -70,8 +124,17 @@ for code in [
 
 # %% [markdown]
 # ## Each limit, shown
-# Timeout (killed from outside, then state restored), memory, a refused import, a file write, the network.
-# The last two escape the import allow-list on purpose: the OS layers are what must hold.
+# Now snippets that a careless or adversarial model could write. The sandbox above was made with a 2 s timeout and
+# 512 MB of memory. What to look for in the table:
+#
+# - **timeout**: an endless loop is killed after 2 s (`timed_out` is True), and the very next snippet, **state
+#   after timeout**, still sees `f` and `roots`: the new worker replayed the earlier snippets;
+# - **memory**: a 2 GB allocation fails with `MemoryError` instead of taking the host down;
+# - **refused import**: `subprocess` is not on the allow-list;
+# - **file write / file read**: numpy can write files, so the allow-list alone would not stop it; the OS layers do;
+# - **network / process**: the last two first climb out of the allow-list on purpose (through Python's object
+#   graph, a classic escape), then try to open a socket or run a shell command. The OS layers are what must
+#   hold, and they do.
 
 # %%
 esc = (
@@ -105,11 +168,14 @@ pd.DataFrame(rows)
 
 # %% [markdown]
 # ## Red team
-# Hostile snippets from `deepmath_lib.sandbox.redteam` (the same cases `tests/redteam` runs in a separate
-# process): file access, network, process creation, introspection and string-eval gadgets, pickle, threads,
-# CPU/memory/fork bombs, endless output, exits, signals. Each has an expected safe outcome, and every case also
-# checks that no secret leaked, nothing was written, the call returned in time and the sandbox still works.
-# The quick run uses a subset.
+# A longer list of hostile snippets lives in `deepmath_lib.sandbox.redteam` (the test suite `tests/redteam` runs
+# the same cases): reading and writing files, the network, starting processes, introspection and string-evaluation
+# gadgets (the kind that broke the original's executor), pickle, threads, CPU, memory and fork bombs, endless
+# output, `exit`, signals. Each case states the safe outcome it expects. On top of that every case checks that
+# no secret from the host's environment leaked, nothing was written, the call came back in time and the sandbox
+# still answers afterwards. The quick run takes a subset; set `quick = False` for all of them.
+#
+# What to look for: `failed` should be 0, and the summary shows which categories were attacked.
 
 # %%
 from deepmath_lib.sandbox.redteam import run_redteam
@@ -122,34 +188,55 @@ print(
 summary = rt.groupby("category").agg(cases=("name", "count"), passed=("passed", "sum")).reset_index()
 summary
 
+# %% [markdown]
+# Every case, with what it expected and what happened (`detail` holds the last line the snippet produced, or what
+# went wrong):
+
 # %%
 rt[["category", "name", "expect", "outcome", "passed", "detail"]]
 
 # %% [markdown]
 # ## Latency against smolagents' LocalPythonExecutor, bare `exec` and a process per snippet
-# The same measurement as `deepmath bench sandbox` (fewer repeats when `quick`).
+# Safety must not cost speed: a training run executes a snippet in nearly every trajectory. This cell times a few
+# typical snippets in four executors: bare `exec` (fast, no protection at all), our sandbox, smolagents' AST
+# interpreter (what the original used) and a brand-new Python process per snippet. It is the same measurement as
+# `deepmath bench sandbox` (fewer repeats when `quick`), drawn by the function that `deepmath figures` uses.
+#
+# What to look for: on the loop, the sandbox runs at bare-`exec` speed while the AST interpreter is about a hundred
+# times slower; on `sympy.solve`, a fresh process pays the sympy import every time, which the zygote paid once.
 
 # %%
-import matplotlib.pyplot as plt
-import seaborn as sns
+from IPython.display import Image, display
 
-from deepmath_lib.bench_sandbox import format_table, measure
+from deepmath_lib.bench.sandbox import format_table, measure
+from deepmath_lib.plots import plot_sandbox_latency
 
 bench = measure(repeats=5 if quick else 30, slow_repeats=1 if quick else 3)
 print(format_table(bench))
-lat = pd.DataFrame(
-    [{"executor": e, "snippet": k, "ms": v} for e, d in bench["latency_ms"].items() for k, v in d.items()]
+path = plot_sandbox_latency(bench, figures_dir)
+display(Image(filename=str(path)))
+lat = bench["latency_ms"]
+assert lat["sandbox"]["loop_1e5"] < lat["smolagents"]["loop_1e5"] / 10, (
+    "the sandbox should run loops natively"
 )
-fig, ax = plt.subplots(figsize=(8, 4))
-sns.barplot(data=lat, x="snippet", y="ms", hue="executor", ax=ax)
-ax.set_yscale("log")
-ax.set_ylabel("median latency (ms, log scale)")
-ax.set_title("Snippet latency: our sandbox vs bare exec, smolagents, a process per snippet")
-fig.tight_layout()
-out = Path(figures_dir)
-out.mkdir(parents=True, exist_ok=True)
-fig.savefig(out / "sandbox_latency.png", dpi=120)
-print("saved", out / "sandbox_latency.png")
 
 # %%
 sb.close()
+
+# %% [markdown]
+# ## Try this
+# Each exercise changes one line; rerun from the cell you changed.
+#
+# 1. **Replay the original's escape.** Add
+#    `"sympify": "import sympy\nsympy.sympify(\"__import__('os').system('id')\")"` to `demos`. sympy's parser
+#    really does evaluate the string (that is how it escaped the original's allow-list), but the shell cannot
+#    start: the model reads a non-zero exit status and no `uid=...` line.
+# 2. **A tighter clock.** Run `"sum(k * k for k in range(3 * 10**6))"` in `sb` (it returns in well under its
+#    2 s), then in a second sandbox made with `Sandbox(timeout=0.2)`: there `timed_out` becomes True after about
+#    0.2 s. The original gave each snippet 20 s; a short limit trades hard computations for faster training steps.
+# 3. **Less to read.** Recreate `sb` with `max_output_chars=50` and print `'x' * 1000`: the model reads the start
+#    and the end of the output and a marker saying how many characters were left out. Output is cut so one
+#    snippet cannot flood the model's context (and its token budget).
+# 4. **The whole red team.** Set `quick = False` in the parameters cell and rerun: about four times as many
+#    cases (still a matter of seconds), and the timing cell repeats each snippet 30 times for steadier medians.
+#    Still 0 failed.

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deepmath_lib.agent import Trajectory, extract_code, render_text, run_agent, run_trajectory
+from deepmath_lib.agent import Trajectory, extract_code, run_agent, run_trajectory, trace_parts
 from deepmath_lib.backends import Backend, cut_at_stop
 from deepmath_lib.nano import build_tokenizer
 from deepmath_lib.profiles import Sampling, get_profile
@@ -56,7 +56,7 @@ def test_call_output_masked_and_answer(tok):
     assert traj.env_mask == [1] * len(first) + [0] * len(block) + [1] * len(backend.sent[1])
     assert traj.model_tokens == len(first) + len(backend.sent[1])
     assert traj.total_tokens == traj.model_tokens + len(block)
-    kinds = [k for k, _ in render_text(traj, PROFILE)]
+    kinds = [k for k, _ in trace_parts(traj.text, PROFILE)]
     assert kinds == ["text", "code", "output", "text"]
 
 
@@ -122,6 +122,37 @@ def test_output_cannot_fake_an_answer(tok):
 def test_extract_code():
     assert extract_code("x<tool_call>\na=1\nprint(a)\n</tool_call>", PROFILE) == "a=1\nprint(a)"
     assert extract_code("no open</tool_call>", PROFILE) is None
+
+
+def test_trace_parts_in_both_call_formats():
+    trace = (
+        "We need 123*457.\n<tool_call>\nx = 123 * 457\nx\n</tool_call>\n```output\n56211\n```\n"
+        "The answer is \\boxed{56211}."
+    )
+    parts = trace_parts(trace, PROFILE)
+    assert [k for k, _ in parts] == ["text", "code", "output", "text"]
+    assert "".join(p for _, p in parts) == trace
+    smol = get_profile("smol")
+    assert trace_parts("```python\nprint(1)\n```\n```output\n1\n```", smol)[0] == (
+        "code",
+        "```python\nprint(1)\n```",
+    )
+    assert [k for k, _ in trace_parts("Try.\n```python\nprint(1", smol)] == ["text", "code"]  # left open
+    assert trace_parts("no calls, \\boxed{2}", PROFILE) == [("text", "no calls, \\boxed{2}")]
+
+
+def test_env_mask_html_colours_each_token_by_its_mask(tok):
+    from deepmath_lib.agent import env_mask_html
+
+    model_ids = tok.encode("<tool_call>\nprint(1<2)\n</tool_call>", add_special_tokens=False)
+    block_ids = tok.encode(PROFILE.output_template.format(output="True"), add_special_tokens=False)
+    out = env_mask_html(tok, model_ids + block_ids, [1] * len(model_ids) + [0] * len(block_ids))
+    assert out.count('title="model token') == len(model_ids)
+    assert out.count('title="executor token') == len(block_ids)
+    assert f"model tokens: {len(model_ids)}" in out and f"executor tokens: {len(block_ids)}" in out
+    assert "&lt;tool_call&gt;" in out and "<tool_call>" not in out and ">&lt;<" in out  # escaped
+    with pytest.raises(ValueError, match="mask"):
+        env_mask_html(tok, model_ids, [1])
 
 
 def test_nano_concurrent_is_deterministic_and_well_formed():

@@ -37,3 +37,30 @@ def test_model_fingerprint_tracks_weights(tmp_path):
     assert a == model_fingerprint(prof, d)
     (d / "model.safetensors").write_bytes(b"\x01" * 64)
     assert model_fingerprint(prof, d) != a
+
+
+def test_samples_without_a_fingerprint_are_set_aside_not_adopted(tmp_path, capsys):
+    path = tmp_path / "samples" / "nano__agent.jsonl"
+    _fill(path, 2)  # written by hand or by an old version: no .meta.json beside it
+    _check_fingerprint(path, {"model": "A"})
+    assert not path.exists() and "no fingerprint file" in capsys.readouterr().out
+    assert len(list((tmp_path / "samples").glob("nano__agent.jsonl.stale-*"))) == 1
+    assert read_records(tmp_path / "samples") == []
+
+
+def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from():
+    """Every committed samples file has its fingerprint, and it matches the weights this checkout would evaluate:
+    the nano base model for the untrained configurations, the trained weights (shipped, or a local GRPO output)
+    for the others."""
+    from deepmath_lib.evaluate import CONFIGS, sample_fingerprint
+    from deepmath_lib.models import trained_model_path
+    from deepmath_lib.paths import REPO_ROOT
+
+    prof = get_profile("nano")
+    files = sorted((REPO_ROOT / "data" / "results" / prof.name / "samples").glob("*.jsonl"))
+    assert len(files) == len(CONFIGS), files
+    weights = {False: model_fingerprint(prof, None), True: model_fingerprint(prof, trained_model_path(prof))}
+    for f in files:
+        config = f.stem.split("__")[1]
+        meta = json.loads(f.with_suffix(".meta.json").read_text())
+        assert meta == sample_fingerprint(prof, config, weights[CONFIGS[config][0]]), f.name

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deepmath_lib import grading
-from deepmath_lib.agent import Trajectory, render_text, run_trajectory
+from deepmath_lib.agent import run_trajectory, trace_parts
 from deepmath_lib.backends import Backend, cut_at_stop
 from deepmath_lib.grading import extract_answer, is_equivalent, regrade_samples
 from deepmath_lib.profiles import Sampling, get_profile
@@ -98,8 +98,7 @@ def test_math500_gold_answers_equal_their_reference_solutions():
 
 def agent_answer(text: str) -> str | None:
     """What the agent does at the end of a trajectory: the answer of the model's own prose only."""
-    traj = Trajectory(problem="", prompt_ids=[], text=text)
-    return extract_answer("".join(part for kind, part in render_text(traj, PROFILE) if kind == "text"))
+    return extract_answer("".join(part for kind, part in trace_parts(text, PROFILE) if kind == "text"))
 
 
 def test_executor_output_cannot_set_the_answer():

@@ -204,7 +204,7 @@ def test_tiny_training_step_end_to_end(setup):
     # the temperature followed the schedule: 1.2 at step 0, 1.075 at step 1
     assert [round(float(r["temperature"]), 3) for r in rows] == [1.2, 1.075]
     for r in rows:
-        assert 0.0 <= float(r["code_use_rate"]) <= 1.0 and float(r["mean_model_tokens"]) > 0
+        assert 0.0 <= float(r["reward_code"]) <= 1.0 and float(r["mean_model_tokens"]) > 0
 
 
 def test_unparseable_gold_skipped(capsys, tmp_path):
@@ -234,3 +234,42 @@ def test_training_problems_are_deduplicated_and_shuffled_by_seed(tmp_path):
     assert [r["problem"] for r in a] == [r["problem"] for r in b]
     assert [r["problem"] for r in a] != [r["problem"] for r in c]
     assert [r["problem"] for r in a] != [f"What is {i} + {i}?" for i in range(10)]  # not the file's order
+
+
+def test_training_curves_reach_a_local_trackio_project(tmp_path):
+    """`deepmath train --report-to trackio`: the per-step metrics land in a local trackio database (no Space, no
+    network). Run in a fresh interpreter: trackio reads TRACKIO_DIR when it is imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from deepmath_lib.paths import REPO_ROOT
+
+    pytest.importorskip("trackio")
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+from test_grpo import tiny_model
+from deepmath_lib.grpo import build_trainer
+from deepmath_lib.nano import build_tokenizer, generate_problems
+from deepmath_lib.profiles import Sampling, get_profile
+prof = get_profile("nano", prompts_per_step=2, num_generations=4, save_steps=1000,
+                   train_sampling=Sampling(temperature=1.0, top_p=1.0, top_k=0, max_model_tokens=24))
+tok = build_tokenizer()
+trainer = build_trainer(prof, tiny_model(tok), tok, generate_problems(8, split="train"), {str(tmp_path / "out")!r}, 1,
+                        progress=False, report_to="trackio")
+trainer.train()
+from trackio.sqlite_storage import SQLiteStorage
+runs = SQLiteStorage.get_runs("deepmath-nano")
+logs = SQLiteStorage.get_logs("deepmath-nano", runs[0])
+print(json.dumps({{"runs": len(runs), "keys": sorted(set().union(*[set(r) for r in logs]))}}))
+"""
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["runs"] == 1
+    assert {"train/reward", "train/loss"} <= set(out["keys"]), out["keys"]

@@ -1,4 +1,4 @@
-"""The nano profile's model: problem generator, traces, tokenizer, cache and the built model."""
+"""The nano profile's model: problem generator, traces, tokenizer, cache, and the built model in the agent loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import io
 import math
 import random
 import re
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from deepmath_lib import nano
+from deepmath_lib.agent import run_agent
+from deepmath_lib.nano.problems import _modpow_hand, _raw_problems
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.prompts import COT_SUFFIX, build_messages
 
@@ -18,6 +22,7 @@ PROFILE = get_profile("nano")
 
 
 def _exec(code: str) -> str:
+    """Trusted test helper: runs the generator's own snippets (never model output)."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         exec(code, {})
@@ -76,7 +81,7 @@ def test_answers_correct_and_problems_short():
 
 def test_tool_snippets_exec_to_the_answer():
     rng = random.Random(0)
-    for raw in nano._raw_problems(300, "train", 0):
+    for raw in _raw_problems(300, "train", 0):
         before, block, after = nano.tool_trace(raw, rng, PROFILE)
         assert before.startswith(PROFILE.call_open) and before.endswith(PROFILE.call_close)
         code = before[len(PROFILE.call_open) : -len(PROFILE.call_close)]
@@ -90,7 +95,7 @@ def test_tool_snippets_exec_to_the_answer():
 
 def test_hand_traces_correct_and_bounded():
     rng = random.Random(0)
-    for raw in nano._raw_problems(300, "train", 0):
+    for raw in _raw_problems(300, "train", 0):
         text = nano.hand_trace(raw, rng)
         assert len(text) < 200
         assert PROFILE.call_open.strip() not in text
@@ -106,7 +111,7 @@ def test_hand_traces_correct_and_bounded():
 
 
 def test_modpow_hand_arithmetic():
-    text = nano._modpow_hand(7, 50, 97)
+    text = _modpow_hand(7, 50, 97)
     assert text.startswith("Squares mod 97: 7, 49, ")
     assert "50=32+16+2" in text
     assert text.endswith(f"={pow(7, 50, 97)}.")
@@ -185,36 +190,58 @@ def test_recipe_hash_covers_settings():
     assert nano.recipe_hash(dict(nano.RECIPE)) == h
 
 
-def test_exec_snippet_helper():
-    assert nano._exec_snippet("print(2**10)") == "1024"
-    assert nano._exec_snippet("1/0").startswith("ZeroDivisionError")
-    assert "Timeout" in nano._exec_snippet("while True: pass", timeout=0.2)
+def test_summarize_tool_use():
+    problems = [{"answer": "6"}, {"answer": "6"}, {"answer": "1/2"}, {"answer": "7"}]
+    call = SimpleNamespace()
+    trajs = [
+        SimpleNamespace(calls=[call], answer="6", model_tokens=10),
+        SimpleNamespace(calls=[call, call], answer="5", model_tokens=20),
+        SimpleNamespace(calls=[], answer="0.5", model_tokens=40),  # graded by math-verify, not by string
+        SimpleNamespace(calls=[], answer=None, model_tokens=60),
+    ]
+    s = nano.summarize_tool_use(problems, trajs)
+    assert s == {
+        "n": 4,
+        "code_use_rate": 0.5,
+        "accuracy": 0.5,
+        "tool_n": 2,
+        "tool_accuracy": 0.5,
+        "hand_accuracy": 0.5,
+        "tool_mean_tokens": 15.0,
+        "hand_mean_tokens": 50.0,
+    }
+    assert nano.summarize_tool_use(problems[:1], trajs[:1])["hand_accuracy"] is None
 
 
 @pytest.fixture(scope="module")
-def built():
-    return nano.load_nano()
+def backend():
+    """The nano profile's own backend on the cached build (snippets run in the Sandbox)."""
+    from deepmath_lib.backends import make_backend
+
+    b = make_backend(PROFILE)
+    yield b
+    b.close()
 
 
-def test_built_model_loads_and_answers(built):
-    model, tok = built
+def test_built_model_loads_and_answers(backend):
+    model, tok = backend.model, backend.tokenizer
     path = nano.build_nano(verbose=False)
     assert (path / nano.COMPLETE).exists()
     assert model.config.model_type == "qwen3" and not model.training
     assert model.config.max_position_embeddings >= 1024
     assert tok.eos_token_id == nano.build_tokenizer().eos_token_id
     problems = nano.generate_problems(10, "heldout")
-    res = nano.sample_traces(model, tok, problems, tool=True, temperature=0.3, max_new_tokens=160, seed=0)
-    shaped = [r for r in res if "\\boxed{" in r["text"] or r["calls"] > 0]
-    assert len(shaped) >= 3, [r["text"] for r in res]
+    sampling = replace(PROFILE.eval_sampling, temperature=0.3, top_k=20, max_model_tokens=160)
+    trajs = run_agent(backend, [p["problem"] for p in problems], PROFILE, sampling=sampling, seed=0)
+    shaped = [t for t in trajs if "\\boxed{" in t.text or t.calls]
+    assert len(shaped) >= 3, [t.text for t in trajs]
 
 
-def test_built_model_tool_path_more_accurate(built):
+def test_built_model_tool_path_more_accurate(backend):
     """The property GRPO relies on: calling the tool pays off (measured on 40 heldout problems)."""
-    model, tok = built
     problems = nano.generate_problems(40, "heldout")
-    res = nano.sample_traces(model, tok, problems, tool=True, temperature=0.6, max_new_tokens=200, seed=1)
-    s = nano.summarize(res)
+    sampling = replace(PROFILE.eval_sampling, temperature=0.6, top_k=20, max_model_tokens=200)
+    s = nano.measure(backend, PROFILE, problems, sampling=sampling, seed=1)
     assert s["tool_n"] >= 3, s
     assert s["tool_accuracy"] > (s["hand_accuracy"] or 0.0) + 0.2, s
     assert math.isfinite(s["tool_mean_tokens"])

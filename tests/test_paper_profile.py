@@ -96,27 +96,27 @@ def test_importance_sampling_on_only_without_filtering():
 
 
 def test_base_configurations_never_get_the_released_adapter(tmp_path):
-    from deepmath_lib.models import split_weights, trained_weights
+    from deepmath_lib.models import split_weights, trained_model_path
 
     assert split_weights(PAPER, None) == ("Qwen/Qwen3-4B-Thinking-2507", None)
     # the trained rows: this repo's GRPO output when there is one, else the released adapter on the base model
-    assert trained_weights(PAPER, None, work_dir=tmp_path) == PAPER.released_adapter
+    assert trained_model_path(PAPER, work_dir=tmp_path) == PAPER.released_weights
     assert split_weights(PAPER, "Intel/deepmath-v1") == ("Qwen/Qwen3-4B-Thinking-2507", "Intel/deepmath-v1")
     out = tmp_path / "paper" / "grpo" / "final"
     out.mkdir(parents=True)
     (out / "adapter_config.json").write_text(json.dumps({"r": 32}))
-    assert trained_weights(PAPER, None, work_dir=tmp_path) == str(out)
+    assert trained_model_path(PAPER, work_dir=tmp_path) == str(out)
     assert split_weights(PAPER, str(out)) == ("Qwen/Qwen3-4B-Thinking-2507", str(out))
 
 
-def test_grpo_starts_from_the_base_model_even_with_a_released_adapter():
+def test_grpo_starts_from_the_base_model_even_with_released_weights():
     """A profile with a released adapter (which does not even exist here) still loads its plain base model for
     GRPO and for the base configurations: the adapter would fail to load if it were applied."""
     import torch
 
     from deepmath_lib.grpo import _load_policy
 
-    prof = get_profile("nano", released_adapter="nobody/no-such-adapter")
+    prof = get_profile("nano", released_weights="nobody/no-such-adapter")
     model, _ = _load_policy(prof, "cpu")
     ref, _ = _load_policy(get_profile("nano"), "cpu")
     for (n, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items(), strict=True):

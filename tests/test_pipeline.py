@@ -54,16 +54,48 @@ def test_failing_notebook_named_and_kept(tmp_path):
         pipeline.run_pipeline("nano", output_dir=out_dir, notebook_dir=nb_dir)
     msg = str(info.value)
     assert "02_bad.ipynb" in msg and "deliberate failure" in msg
-    assert (out_dir / "01_ok.ipynb").exists() and (out_dir / "02_bad.ipynb").exists()
-    assert not (out_dir / "03_never.ipynb").exists()
-    executed = nbformat.read(out_dir / "01_ok.ipynb", as_version=4)
+    assert (out_dir / "01_ok_nano.ipynb").exists() and (out_dir / "02_bad_nano.ipynb").exists()
+    assert not (out_dir / "03_never_nano.ipynb").exists()
+    executed = nbformat.read(out_dir / "01_ok_nano.ipynb", as_version=4)
     assert any("2" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
 
 
 def test_profile_overrides():
     p = get_profile("nano", train_steps=7, eval_samples=None)
     assert p.train_steps == 7 and p.eval_samples == get_profile("nano").eval_samples
+    # the quick variant (nbval's) changes only its own settings; explicit overrides still win over it
+    full, quick = get_profile("nano"), get_profile("nano", quick=True)
+    assert quick.train_steps == full.quick["train_steps"] < full.train_steps
+    assert quick.eval_n_problems < full.eval_n_problems and quick.learning_rate == full.learning_rate
+    assert get_profile("nano", quick=True, train_steps=5).train_steps == 5
     with pytest.raises(ValueError, match="unknown profile setting"):
         get_profile("nano", not_a_knob=1)
     with pytest.raises(ValueError, match="unknown profile 'x'"):
         get_profile("x")
+
+
+def test_published_notebook_keeps_its_parameters_and_gets_stable_outputs(tmp_path):
+    """`--publish`: the executed outputs go back into the committed notebook, without papermill's injected cell,
+    timings or stderr, and a second run writes the same bytes."""
+    nb_dir, out_dir = tmp_path / "nbs", tmp_path / "runs"
+    nb_dir.mkdir()
+    _nb(
+        nb_dir / "01_show.ipynb",
+        "import sys\nprint('quick is', quick)\nprint('noise', file=sys.stderr)\n6 * 7",
+    )
+    pipeline.run_pipeline(
+        "nano", output_dir=out_dir, notebook_dir=nb_dir, extra_params={"quick": False}, publish=True
+    )
+    first = (nb_dir / "01_show.ipynb").read_bytes()
+    nb = nbformat.read(nb_dir / "01_show.ipynb", as_version=4)
+    assert [c.source for c in nb.cells][0] == 'profile = "nano"\nquick = True'  # its own defaults stay
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert "papermill" not in nb.metadata and all("papermill" not in c.metadata for c in nb.cells)
+    outputs = nb.cells[1].outputs
+    assert [o.output_type for o in outputs] == ["stream", "execute_result"]  # stderr dropped
+    assert outputs[0].text == "quick is False\n" and outputs[1].data["text/plain"] == "42"
+    assert nb.cells[1].execution_count == 2
+    pipeline.run_pipeline(
+        "nano", output_dir=out_dir, notebook_dir=nb_dir, extra_params={"quick": False}, publish=True
+    )
+    assert (nb_dir / "01_show.ipynb").read_bytes() == first

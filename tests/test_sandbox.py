@@ -4,12 +4,25 @@ the CLI entry point and the smolagents adapter. Hostile snippets live in tests/r
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deepmath_lib.sandbox import RunResult, Sandbox, SmolagentsExecutor, exec_main, neutralize, start_zygote
+from deepmath_lib.sandbox import (
+    LAYERS,
+    RunResult,
+    Sandbox,
+    SmolagentsExecutor,
+    core,
+    exec_main,
+    neutralize,
+    parse_disable,
+    start_zygote,
+    stop_zygote,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,3 +203,84 @@ def test_smolagents_codeagent_runs_through_sandbox() -> None:
         assert str(agent.run("largest root of x^2 = 9")) == "3"
     finally:
         ex.cleanup()
+
+
+# --------------------------------------------------------------------------- degraded modes (containers)
+def test_disable_switch_parsing(monkeypatch) -> None:
+    monkeypatch.delenv("DEEPMATH_SANDBOX_DISABLE", raising=False)
+    assert parse_disable() == frozenset()
+    assert parse_disable("landlock, seccomp") == {"landlock", "seccomp"}
+    assert parse_disable(["NetNS"]) == {"netns"} and parse_disable("all") == set(LAYERS)
+    monkeypatch.setenv("DEEPMATH_SANDBOX_DISABLE", "seccomp")
+    assert (
+        parse_disable() == {"seccomp"} and parse_disable(()) == frozenset()
+    )  # explicit beats the environment
+    monkeypatch.setenv("DEEPMATH_SANDBOX_DISABLE", "landlok")
+    with pytest.raises(ValueError, match="landlok"):
+        Sandbox()
+    assert exec_main("1", timeout=2) == 2  # the CLI says so instead of running less protected
+
+
+def test_disabled_layer_has_its_own_zygote_and_warns_once(monkeypatch) -> None:
+    monkeypatch.setattr(core, "_WARNED", set())
+    monkeypatch.delenv("DEEPMATH_SANDBOX_DISABLE", raising=False)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with Sandbox(disable="seccomp") as a, Sandbox(disable=["seccomp"]) as b:
+                assert a.features["seccomp"] is False and b.run("6 * 7").stdout == "42\n"
+            monkeypatch.setenv("DEEPMATH_SANDBOX_DISABLE", "seccomp")
+            with Sandbox() as c:  # the environment variable picks the same degraded zygote
+                assert c.features["seccomp"] is False
+            monkeypatch.delenv("DEEPMATH_SANDBOX_DISABLE")
+            with Sandbox() as full:  # and never lends it to a Sandbox that wants every layer
+                assert full.features["seccomp"] is True
+        ours = [str(w.message) for w in caught if str(w.message).startswith("deepmath sandbox degraded: ")]
+        msgs = [m.removeprefix("deepmath sandbox degraded: ") for m in ours]
+        expected = {*core.layer_warnings(a.features).values(), *core.layer_warnings(full.features).values()}
+        assert sorted(msgs) == sorted(
+            expected
+        )  # one line per missing layer, once for three degraded Sandboxes
+        assert all("\n" not in m for m in msgs)
+        (sec,) = [m for m in msgs if "seccomp off" in m]
+        if os.geteuid() == 0 and a.features["privileges"] != "uid nobody":
+            assert "NOT bounded now:" in sec and "fork" in sec  # root without seccomp: say what is open
+    finally:
+        stop_zygote("seccomp")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root the network namespace needs no user namespace")
+def test_userns_alone_changes_nothing_for_root() -> None:
+    try:
+        assert start_zygote("userns")["netns"] == "netns"
+    finally:
+        stop_zygote("userns")
+
+
+def test_timeout_also_kills_what_a_worker_forked() -> None:
+    try:
+        with Sandbox(timeout=0.5, disable="seccomp") as s:  # without seccomp, root may fork
+            pgid = s._pid  # the worker leads its own process group
+            esc = "[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'BuiltinImporter'][0]"
+            code = f"_os = {esc}.load_module('sys').modules['os']\n_os.fork()\nwhile True:\n    pass"
+            assert s.run(code).timed_out
+            deadline = time.monotonic() + 3
+            while _live_members(pgid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _live_members(pgid)  # the child went with the worker
+    finally:
+        stop_zygote("seccomp")
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that are not yet dead (zombies wait for init and count as dead)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(name))
+    return pids

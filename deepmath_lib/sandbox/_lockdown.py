@@ -48,18 +48,19 @@ def prctl(option: int, arg2: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------- network namespace
-def enter_network_namespace() -> str | None:
+def enter_network_namespace(userns: bool = True) -> str | None:
     """Move the *calling* (single-threaded) process into a fresh, empty network namespace.
 
-    Root: plain unshare(CLONE_NEWNET). Others: an unprivileged user namespace mapping our own uid/gid.
-    Returns a short description of what was done, or None when impossible.
+    Root: plain unshare(CLONE_NEWNET). Others: an unprivileged user namespace mapping our own uid/gid (skipped
+    when `userns` is False, as if the kernel refused user namespaces). Returns a short description of what was
+    done, or None when impossible.
     """
     if _libc is None:
         return None
     uid, gid = os.getuid(), os.getgid()
     if _libc.unshare(CLONE_NEWNET) == 0:
         return "netns"
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+    if not userns or _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
         return None
     try:
         with open("/proc/self/setgroups", "w") as f:
@@ -286,9 +287,11 @@ def can_become_nobody() -> bool:
     return all(world_readable(p) for p in paths)
 
 
-def drop_privileges(to_nobody: bool = True) -> str:
+def drop_privileges(to_nobody: bool = True, clear_caps: bool = True) -> str:
     """Root: become nobody (drops all capabilities). Anyone: clear the capability sets (root without
-    capabilities cannot override file permissions, raise limits or signal others)."""
+    capabilities cannot override file permissions or raise its hard limits). `clear_caps=False` takes the path
+    of a machine without capset. Returns what was done: "uid nobody", "root, capabilities cleared",
+    "capabilities cleared" (a non-root host), "root, capabilities kept" or "none" (non-root, nothing done)."""
     done = "none"
     if to_nobody and IS_LINUX and os.geteuid() == 0:
         try:
@@ -298,11 +301,13 @@ def drop_privileges(to_nobody: bool = True) -> str:
             done = "uid nobody"
         except OSError:
             pass
-    if _libc is not None and _NR_CAPSET is not None:
+    if clear_caps and _libc is not None and _NR_CAPSET is not None:
         hdr = _CapHeader(0x20080522, 0)
         data = (_CapData * 2)()
         if _libc.syscall(ctypes.c_long(_NR_CAPSET), ctypes.byref(hdr), data) == 0 and done == "none":
             done = "root, capabilities cleared" if os.geteuid() == 0 else "capabilities cleared"
+    if done == "none" and IS_LINUX and os.geteuid() == 0:
+        done = "root, capabilities kept"
     return done
 
 

@@ -2,7 +2,9 @@
 stack and forks one locked-down worker per Sandbox. Workers then talk to the host directly over their own
 socket (length-prefixed frames: host -> worker opcodes below, worker -> host always JSON, never pickle).
 
-Run as ``python -c 'from deepmath_lib.sandbox._zygote import main; main(FD)'`` with a scrubbed environment.
+Run as ``python -c 'from deepmath_lib.sandbox._zygote import main; main(FD, "landlock,seccomp")'`` with a
+scrubbed environment; the second argument names layers to leave off, exactly as if the kernel lacked them
+(see `core.LAYERS`).
 """
 
 from __future__ import annotations
@@ -163,7 +165,8 @@ class _Worker:
 
     def _format_error(self, e: BaseException) -> str:
         try:
-            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            # a syntax error is about the snippet, not a call stack: no frames (not even compile()'s)
+            tb = None if isinstance(e, SyntaxError) or e.__traceback__ is None else e.__traceback__.tb_next
             te = traceback.TracebackException(type(e), e, tb, limit=-4)
             te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
             lines = "".join(te.format()).rstrip().splitlines()
@@ -272,7 +275,7 @@ def _worker_main(fd: int, cfg: dict, z: dict) -> None:
     except Exception:  # noqa: BLE001
         pass
     L.set_limits(z["base_vm"], cfg["memory_mb"], cfg["cpu_total_s"])
-    features["privileges"] = L.drop_privileges(z["to_nobody"])
+    features["privileges"] = L.drop_privileges(z["to_nobody"], z["clear_caps"])
     try:
         L.prctl(L.PR_SET_DUMPABLE, 0)
         L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
@@ -331,11 +334,16 @@ def _warm() -> None:
         pass
 
 
-def main(ctrl_fd: int) -> None:
+def main(ctrl_fd: int, disable: str = "") -> None:
     ctrl = socket.socket(fileno=ctrl_fd)
-    netns = L.enter_network_namespace()  # before any thread exists
-    seccomp = L.make_seccomp()
-    ll_fd, ll_abi = L.landlock_ruleset(L.read_only_paths()) if L.IS_LINUX else (-1, 0)
+    off = set(disable.split(",")) - {""}
+    # A disabled layer takes the very path of a kernel without it: same feature report, same warning.
+    netns = (
+        None if "netns" in off else L.enter_network_namespace(userns="userns" not in off)
+    )  # no threads yet
+    seccomp = None if "seccomp" in off else L.make_seccomp()
+    use_landlock = L.IS_LINUX and "landlock" not in off
+    ll_fd, ll_abi = L.landlock_ruleset(L.read_only_paths()) if use_landlock else (-1, 0)
     _warm()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps workers
     gc.collect()
@@ -343,7 +351,8 @@ def main(ctrl_fd: int) -> None:
     z = {
         "zygote_pid": os.getpid(),
         "base_vm": L.vm_size_bytes(),
-        "to_nobody": L.can_become_nobody(),
+        "to_nobody": "privileges" not in off and L.can_become_nobody(),
+        "clear_caps": "privileges" not in off,
         "seccomp": seccomp,
         "landlock_fd": ll_fd,
         "features": {

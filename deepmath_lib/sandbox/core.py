@@ -26,12 +26,165 @@ DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = tuple(
 
 _HDR = struct.Struct("!I")
 _MAX_REPLY = 4 * 1024 * 1024  # the worker is untrusted: never read more than this per frame
-_FEATURE_HELP = {
-    "seccomp": "seccomp unavailable (no libseccomp or non-Linux): sockets/exec/fork are NOT refused by the kernel",
-    "landlock": "Landlock unavailable (kernel < 5.13 or disabled): file access rests on uid/permissions only",
-    "netns": "no new network namespace (no root, no unprivileged user namespaces): network rests on seccomp",
-    "privileges": "workers keep the host's uid (capabilities cleared; no separate uid, e.g. python under /root)",
+
+
+# --------------------------------------------------------------------------- layers, and what each one bounds
+LAYERS: tuple[str, ...] = ("netns", "userns", "landlock", "seccomp", "privileges")
+DISABLE_ENV = "DEEPMATH_SANDBOX_DISABLE"
+
+
+def parse_disable(disable: str | Iterable[str] | None = None) -> frozenset[str]:
+    """The optional layers to leave off, as if the kernel lacked them: `disable` (names, or one string separated
+    by commas or spaces), or when None the environment variable DEEPMATH_SANDBOX_DISABLE. Names: netns (the
+    empty network namespace), userns (the unprivileged route to it, needed when not root), landlock, seccomp,
+    privileges (the switch to nobody and the clearing of capabilities); "all" means every one of them.
+    Unknown names raise ValueError."""
+    if disable is None:
+        disable = os.environ.get(DISABLE_ENV, "")
+    if isinstance(disable, str):
+        disable = disable.replace(",", " ").split()
+    names = {str(n).strip().lower() for n in disable} - {""}
+    if "all" in names:
+        names = (names - {"all"}) | set(LAYERS)
+    unknown = names - set(LAYERS)
+    if unknown:
+        raise ValueError(f"unknown sandbox layer(s) {sorted(unknown)}: use {', '.join(LAYERS)} or all")
+    return frozenset(names)
+
+
+def _sysctl(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _host_caps() -> int:
+    """This process's effective capability bits (a worker that keeps its capabilities has the same)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
+_CAP_SYS_PTRACE, _CAP_SYS_ADMIN, _CAP_SYS_RESOURCE = 19, 21, 24
+
+
+def active_guards(features: dict) -> frozenset[str]:
+    """What holds a snippet back in a worker with this feature report, by name. Always: `rlimits` (memory,
+    CPU, file size, core), `timeout` (the wall-clock kill from outside), `checks` (import allow-list, scrubbed
+    environment, bounded and neutralised output). Optional: `seccomp`; `landlock` (files, ptrace),
+    `landlock_net` (TCP, ABI >= 4), `landlock_scope` (signals and abstract unix sockets, ABI >= 6); `netns`;
+    `uid` (a uid the host does not have), `nproc` (RLIMIT_NPROC binds: a non-root worker), `caps` (the worker
+    cannot raise its hard rlimits: no CAP_SYS_RESOURCE), `lesser_caps` (it holds fewer capabilities than the
+    host, which keeps the host's /proc/PID/environ and ptrace out of reach). Kernel settings of this machine:
+    `yama` (ptrace of non-descendants refused), `userns_off` (no user namespaces for the worker)."""
+    g = {"rlimits", "timeout", "checks"}
+    if features.get("seccomp"):
+        g.add("seccomp")
+    abi = int(features.get("landlock") or 0)
+    g |= {name for name, need in (("landlock", 1), ("landlock_net", 4), ("landlock_scope", 6)) if abi >= need}
+    if features.get("netns"):
+        g.add("netns")
+    priv = features.get("privileges", "")
+    host_caps = _host_caps()
+    worker_caps = host_caps if priv == "root, capabilities kept" else 0
+    if priv == "uid nobody":
+        g |= {"uid", "nproc"}
+    elif priv in ("capabilities cleared", "none"):  # a non-root host: the worker shares its uid
+        g.add("nproc")
+    if not worker_caps >> _CAP_SYS_RESOURCE & 1:
+        g.add("caps")
+    if worker_caps != host_caps:
+        g.add("lesser_caps")
+    yama = _sysctl("/proc/sys/kernel/yama/ptrace_scope") or 0
+    if yama >= 3 or (yama >= 1 and not worker_caps >> _CAP_SYS_PTRACE & 1):
+        g.add("yama")
+    no_unpriv = _sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0
+    no_unpriv |= _sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1
+    if _sysctl("/proc/sys/user/max_user_namespaces") == 0 or (
+        no_unpriv and not worker_caps >> _CAP_SYS_ADMIN & 1
+    ):
+        g.add("userns_off")
+    return frozenset(g)
+
+
+# What a snippet could reach, and the guards any one of which bounds it. Time and memory are always bounded
+# (wall-clock kill, RLIMIT_AS), except that a worker with capabilities may raise its own rlimits (last line).
+THREATS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("files and /proc (whatever the worker's uid may read or write)", ("landlock",)),
+    ("the host's environment in /proc/PID/environ", ("landlock", "uid", "lesser_caps")),
+    ("TCP", ("seccomp", "netns", "landlock_net")),
+    ("UDP and raw sockets", ("seccomp", "netns")),
+    ("the host's unix sockets by path", ("seccomp",)),
+    ("abstract unix sockets", ("seccomp", "netns", "landlock_scope")),
+    ("fork (RLIMIT_NPROC does not bind root)", ("seccomp", "nproc")),
+    ("running programs", ("seccomp", "landlock")),
+    ("signals to the host's processes", ("seccomp", "landlock_scope", "uid")),
+    ("ptrace of the host's processes", ("seccomp", "landlock", "uid", "lesser_caps", "yama")),
+    ("prlimit on the host's processes", ("seccomp", "uid")),
+    ("chmod and chown of the host's files", ("seccomp", "uid")),
+    ("new namespaces (more kernel surface)", ("seccomp", "userns_off")),
+    ("its own rlimits (memory and CPU then rest on the wall-clock kill alone)", ("caps",)),
+)
+GUARD_LAYER = {
+    "seccomp": "seccomp",
+    "landlock": "landlock",
+    "landlock_net": "landlock",
+    "landlock_scope": "landlock",
+    "netns": "netns",
+    "uid": "privileges",
+    "caps": "privileges",
+    "lesser_caps": "privileges",
+    "nproc": "privileges",
 }
+_WHY = {
+    "seccomp": "seccomp off (no libseccomp, not Linux, or DEEPMATH_SANDBOX_DISABLE)",
+    "landlock": "Landlock off (kernel < 5.13, Landlock not enabled, or DEEPMATH_SANDBOX_DISABLE)",
+    "netns": "no network namespace (needs root or user namespaces, or DEEPMATH_SANDBOX_DISABLE)",
+    "uid nobody": "",
+    "root, capabilities cleared": "workers run as root without capabilities (nobody cannot read this Python, "
+    "e.g. under /root)",
+    "root, capabilities kept": "workers run as root WITH capabilities (no capset here, or "
+    "DEEPMATH_SANDBOX_DISABLE)",
+}
+
+
+def missing_layers(features: dict) -> list[str]:
+    """The optional layers absent from a worker with this feature report (userns only matters via netns)."""
+    present = {
+        "netns": bool(features.get("netns")),
+        "landlock": int(features.get("landlock") or 0) >= 1,
+        "seccomp": bool(features.get("seccomp")),
+        "privileges": features.get("privileges", "uid nobody") == "uid nobody",
+    }
+    return [layer for layer, ok in present.items() if not ok]
+
+
+def layer_warnings(features: dict) -> dict[str, str]:
+    """One line per missing layer: why it is missing and what is then NOT bounded by the layers that remain."""
+    active = active_guards(features)
+    lines = {}
+    for layer in missing_layers(features):
+        why = _WHY.get(layer) or _WHY.get(features.get("privileges", ""))
+        if why is None:  # a non-root host
+            why = (
+                f"workers share the host's uid ({features.get('privileges')}: not root, no uid to switch to)"
+            )
+        open_ = [
+            what
+            for what, guards in THREATS
+            if not active & set(guards) and any(GUARD_LAYER.get(g) == layer for g in guards)
+        ]
+        tail = (
+            "NOT bounded now: " + "; ".join(open_)
+            if open_
+            else "the other layers still bound files, network and processes"
+        )
+        lines[layer] = f"{why}; {tail}"
+    return lines
 
 
 # --------------------------------------------------------------------------- results and text hygiene
@@ -97,14 +250,20 @@ class RunResult:
         }
 
 
-# --------------------------------------------------------------------------- zygote client (one per host process)
+# --------------------------------------------------------------------------- zygote clients (one per host process
+# and set of disabled layers: a degraded zygote never serves a fully armed Sandbox, nor the reverse)
+_WARNED: set[str] = set()  # warnings already given in this process
+_WARN_LOCK = threading.Lock()
+
+
 class _Zygote:
-    def __init__(self) -> None:
+    def __init__(self, disable: frozenset[str] = frozenset()) -> None:
+        self.disable = disable
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.ctrl: socket.socket | None = None
         self.features: dict = {}
-        self.warned = False
+        self.worker_features: dict = {}  # the first worker's report (privileges, Landlock as applied)
 
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -116,12 +275,13 @@ class _Zygote:
         }
         boot = (
             "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
-            "from deepmath_lib.sandbox._zygote import main; main(int(sys.argv[2]))"
+            "from deepmath_lib.sandbox._zygote import main; main(int(sys.argv[2]), sys.argv[3])"
         )
         paths = [p for p in sys.path if p]
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        argv = [json.dumps([pkg_root, *paths]), str(child.fileno()), ",".join(sorted(self.disable))]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", boot, json.dumps([pkg_root, *paths]), str(child.fileno())],
+            [sys.executable, "-c", boot, *argv],
             pass_fds=[child.fileno()],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -142,6 +302,16 @@ class _Zygote:
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self._start()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.proc is not None:
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+            if self.ctrl is not None:
+                self.ctrl.close()
+                self.ctrl = None
 
     def spawn(self, cfg: dict) -> socket.socket:
         """Ask the zygote for a worker; returns our end of its channel (the worker says hello on it)."""
@@ -165,34 +335,51 @@ class _Zygote:
         return ours
 
     def warn_missing(self, features: dict) -> None:
-        if self.warned:
-            return
-        self.warned = True
-        missing = [msg for k, msg in _FEATURE_HELP.items() if k in features and not features[k]]
-        if features.get("privileges", "uid nobody") != "uid nobody":
-            missing.append(_FEATURE_HELP["privileges"] + f" [{features.get('privileges')}]")
-        for msg in missing:
+        """One RuntimeWarning line per missing layer, each at most once per process: a second zygote with the
+        same layer missing stays silent unless what that leaves open differs (only the red-team mixes modes)."""
+        for msg in layer_warnings(features).values():
+            with _WARN_LOCK:
+                if msg in _WARNED:
+                    continue
+                _WARNED.add(msg)
             warnings.warn(f"deepmath sandbox degraded: {msg}", RuntimeWarning, stacklevel=4)
 
 
-_ZYGOTE = _Zygote()
+_ZYGOTES: dict[frozenset[str], _Zygote] = {}
+_ZYGOTES_LOCK = threading.Lock()
 
 
-def start_zygote() -> dict:
-    """Start (or reuse) the zygote now, so that the first Sandbox is cheap; returns its feature report."""
-    _ZYGOTE.ensure()
-    return dict(_ZYGOTE.features)
+def _zygote_for(disable: frozenset[str]) -> _Zygote:
+    with _ZYGOTES_LOCK:
+        if disable not in _ZYGOTES:
+            _ZYGOTES[disable] = _Zygote(disable)
+        return _ZYGOTES[disable]
 
 
-_FEATURES: dict = {}
+def start_zygote(disable: str | Iterable[str] | None = None) -> dict:
+    """Start (or reuse) the zygote now, so that the first Sandbox is cheap; returns its feature report.
+    `disable`: layers to leave off (see `parse_disable`; None reads DEEPMATH_SANDBOX_DISABLE)."""
+    z = _zygote_for(parse_disable(disable))
+    z.ensure()
+    return dict(z.features)
 
 
-def sandbox_features() -> dict:
-    """Protections active in workers on this machine (after one Sandbox has been created)."""
-    if not _FEATURES:
-        with Sandbox() as sb:
+def stop_zygote(disable: str | Iterable[str] | None = None) -> None:
+    """Stop that zygote (its live workers die with it; their Sandboxes restart on the next run)."""
+    key = parse_disable(disable)
+    with _ZYGOTES_LOCK:
+        z = _ZYGOTES.get(key)
+    if z is not None:
+        z.close()
+
+
+def sandbox_features(disable: str | Iterable[str] | None = None) -> dict:
+    """Protections active in workers on this machine with these layers disabled (None: the environment's)."""
+    z = _zygote_for(parse_disable(disable))
+    if not z.worker_features:
+        with Sandbox(disable=z.disable) as sb:
             sb.run("1")
-    return dict(_FEATURES)
+    return dict(z.worker_features)
 
 
 # --------------------------------------------------------------------------- the Sandbox
@@ -209,7 +396,9 @@ class Sandbox:
 
     ``run(code)`` executes a snippet REPL-style and returns a `RunResult`; state persists across calls. A
     snippet that exceeds `timeout` seconds (wall clock) is killed from outside; the next call transparently
-    starts a fresh worker and replays the successful snippets so far (their output discarded).
+    starts a fresh worker and replays the successful snippets so far (their output discarded). `disable` leaves
+    optional layers off, as in a container without them (see `parse_disable`; None reads
+    DEEPMATH_SANDBOX_DISABLE); each set of disabled layers has its own zygote.
     """
 
     def __init__(
@@ -220,7 +409,13 @@ class Sandbox:
         allowed_imports: Iterable[str] | None = None,
         *,
         tools: dict[str, Callable] | None = None,
+        disable: str | Iterable[str] | None = None,
     ) -> None:
+        self.disable = parse_disable(disable)  # fixed for this Sandbox's life, restarts included
+        if not float(timeout) > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if int(memory_mb) <= 0:
+            raise ValueError(f"memory_mb must be positive, got {memory_mb}")
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
         self.max_output_chars = int(max_output_chars)
@@ -250,7 +445,8 @@ class Sandbox:
         }
 
     def _spawn(self) -> None:
-        sock = _ZYGOTE.spawn(self._cfg())
+        zygote = _zygote_for(self.disable)
+        sock = zygote.spawn(self._cfg())
         try:
             hello = self._recv(sock, time.monotonic() + 60)
         except (_Dead, TimeoutError) as e:
@@ -258,9 +454,9 @@ class Sandbox:
             raise SandboxError(f"sandbox worker failed to start: {e}") from None
         self._sock, self._pid = sock, int(hello["pid"])
         self.features = hello.get("features", {})
-        if not _FEATURES:
-            _FEATURES.update(self.features)
-        _ZYGOTE.warn_missing(self.features)
+        if not zygote.worker_features:
+            zygote.worker_features = dict(self.features)
+        zygote.warn_missing(self.features)
         self._pidfd = -1
         if hasattr(os, "pidfd_open"):
             try:
@@ -270,6 +466,13 @@ class Sandbox:
 
     def _kill(self) -> None:
         if self._pidfd >= 0:
+            try:
+                # Still alive, so its process group (it called setsid) is its own: take along anything it
+                # forked that stayed in the group (possible only where seccomp and RLIMIT_NPROC allow fork).
+                signal.pidfd_send_signal(self._pidfd, 0)
+                os.killpg(self._pid, signal.SIGKILL)
+            except OSError:
+                pass
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
             except OSError:
@@ -456,6 +659,9 @@ def exec_main(code: str, timeout: float = 5.0, as_json: bool = False) -> int:
     try:
         with Sandbox(timeout=timeout, max_output_chars=100_000) as sb:
             res = sb.run(code)
+    except ValueError as e:  # bad settings
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001
         print(f"sandbox failure: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

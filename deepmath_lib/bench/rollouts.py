@@ -7,15 +7,15 @@ import json
 import sys
 import time
 
-from .profiles import get_profile
+from ..profiles import get_profile
 
 
 def _problems(profile, n: int) -> list[str]:
-    from .datasets import GENERATORS, load_problems
+    from ..datasets import GENERATORS, load_problems
 
     if profile.eval_datasets[0] in GENERATORS:
         return [p["problem"] for p in load_problems(profile.eval_datasets[0], n=n)]
-    from .prompts import EXAMPLES
+    from ..prompts import EXAMPLES
 
     return [EXAMPLES[i % len(EXAMPLES)].problem for i in range(n)]
 
@@ -23,8 +23,8 @@ def _problems(profile, n: int) -> list[str]:
 def measure(profile_name: str = "nano", n: int = 64, seed: int = 0, backend: str | None = None) -> dict:
     """Time `n` trajectories with `n` in flight and with one in flight, on the same model: a batched transformers
     backend per mode, or one engine (vllm) serving both."""
-    from .agent import run_agent
-    from .backends import TransformersBackend, load_model, make_backend
+    from ..agent import run_agent
+    from ..backends import TransformersBackend, load_model, make_backend
 
     prof = get_profile(profile_name, backend=backend)
     problems = _problems(prof, n)
@@ -42,7 +42,7 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0, backend: str
             return engine
 
     # warm-up: the sandbox zygote (started once per process), first forward pass
-    from .sandbox import start_zygote
+    from ..sandbox import start_zygote
 
     start_zygote()
     run_agent(make(4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4)
@@ -76,9 +76,9 @@ def measure(profile_name: str = "nano", n: int = 64, seed: int = 0, backend: str
     }
 
 
-def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None) -> int:
+def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None, save: bool = True) -> int:
     if n < 2:
-        print("error: --n must be at least 2")
+        print(f"error: --n must be at least 2, got {n}", file=sys.stderr)
         return 2
     try:
         res = measure(profile, n, backend=backend)
@@ -95,5 +95,10 @@ def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None) -
             f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
         )
     print(f"speedup (tokens/s): {res['speedup']}x   wall-time speedup: {res['wall_speedup']}x")
+    if save:
+        from . import save as store
+
+        name = f"rollouts_{res['profile']}_{res['backend']}"
+        print(f"saved {store(name, res)}")
     print(json.dumps(res))
     return 0

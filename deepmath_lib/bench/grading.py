@@ -3,25 +3,26 @@
 8,000 rows over a few hundred distinct golds (integers, fractions, roots, intervals, tuples, text, degrees,
 thousands separators, expressions); each prediction is a bare answer or a whole solution text ending in a box,
 in several boxes, or in no box at all ("The final answer is $…$", or nothing), right (in another equivalent form)
-or wrong, with the repeats sampling produces. Prints one JSON line:
-``{"n": ..., "seconds": ..., "rows_per_s": ..., ...}``. With ``--suite``, also grades the labelled suite
+or wrong, with the repeats sampling produces. With ``suite``, also grades the labelled suite
 (``tests/fixtures/grading_suite.jsonl``) with ours and with bare math-verify (default ``parse`` and ``verify``, gold
-wrapped in ``$…$``) and prints a second line with both agreements.
+wrapped in ``$…$``), side by side. The last line printed is one JSON object
+(``{"n": ..., "seconds": ..., "rows_per_s": ..., "suite": {...}}``).
 
-    python benchmarks/bench_grading.py [--n 8000] [--golds 400] [--seed 0] [--suite]
+    deepmath bench grading [--n 8000] [--suite]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-SUITE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "grading_suite.jsonl"
+from ..paths import REPO_ROOT
+
+SUITE = REPO_ROOT / "tests" / "fixtures" / "grading_suite.jsonl"
 
 FILLER = (
     "We first rewrite the expression. Let $a = {a}$ and $b = {b}$; then $a + b = {c}$ and "
@@ -120,39 +121,48 @@ def make_rows(n: int = 8000, n_golds: int = 300, seed: int = 0) -> list[tuple[st
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Time grading of the synthetic rows; print one JSON line."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=8000)
-    ap.add_argument("--golds", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--suite", action="store_true", help="also compare ours with bare math-verify on the suite"
-    )
-    args = ap.parse_args(argv)
-    rows = make_rows(args.n, args.golds, args.seed)
-
+def measure(n: int = 8000, golds: int = 400, seed: int = 0) -> dict:
+    """Time grading of the synthetic rows in this process (call it in a fresh one for cold caches)."""
+    rows = make_rows(n, golds, seed)
     t0 = time.perf_counter()
     from deepmath_lib.grading import extract_answer, is_equivalent
 
     is_equivalent("1", "1")  # import + first parse (antlr) inside the timing: it is part of the cost
     n_equal = sum(is_equivalent(g, p) for g, p in rows)
     seconds = time.perf_counter() - t0
-    distinct_preds = len({extract_answer(p) for _, p in rows})
-    print(
-        json.dumps(
-            {
-                "n": len(rows),
-                "seconds": round(seconds, 2),
-                "rows_per_s": round(len(rows) / seconds, 1),
-                "distinct_golds": len({g for g, _ in rows}),
-                "distinct_pred_answers": distinct_preds,
-                "equal_rate": round(n_equal / len(rows), 3),
-            }
+    return {
+        "n": len(rows),
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(len(rows) / seconds, 1),
+        "distinct_golds": len({g for g, _ in rows}),
+        "distinct_pred_answers": len({extract_answer(p) for _, p in rows}),
+        "equal_rate": round(n_equal / len(rows), 3),
+    }
+
+
+def bench_main(n: int = 8000, suite: bool = False, save: bool = True) -> int:
+    """`deepmath bench grading`: the timing runs in a fresh interpreter, so caches start cold."""
+    if n < 1:
+        print(f"error: --n must be at least 1, got {n}", file=sys.stderr)
+        return 2
+    code = f"import json; from deepmath_lib.bench.grading import measure; print(json.dumps(measure({n})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"error: the grading benchmark failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
+        return 1
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"graded {res['n']} answers in {res['seconds']} s ({res['rows_per_s']} per second)")
+    if suite:
+        res["suite"] = suite_agreement()
+        s = res["suite"]
+        print(
+            f"suite of {s['suite_n']} labelled cases: ours {s['ours']:.1%}, bare math-verify {s['bare_math_verify']:.1%}"
         )
-    )
-    if args.suite:
-        print(json.dumps(suite_agreement()))
+    if save:
+        from . import save as store
+
+        print(f"saved {store('grading', res)}")
+    print(json.dumps(res))
     return 0
 
 
@@ -175,4 +185,4 @@ def suite_agreement(path: Path = SUITE) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(bench_main(suite="--suite" in sys.argv, save=False))

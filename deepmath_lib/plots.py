@@ -1,43 +1,69 @@
-"""Figures from the evaluation results (notebook 05, ``deepmath figures``).
+"""Figures from the evaluation results (notebook 05, ``deepmath figures``); the tables they draw are in ``tables.py``.
 
-Every ``plot_*`` function takes DataFrames (or record lists) and an output folder, saves one PNG there and returns its
-path (None when its inputs hold nothing to draw). Figures are drawn on ``matplotlib.figure.Figure`` objects (no
-pyplot state, any backend) with fixed sizes, orders and colours, so the same inputs give the same files.
+Every ``plot_*`` function takes DataFrames (or record lists, or a dict) and an output folder, saves one PNG there and
+returns its path (None when its inputs hold nothing to draw). Figures are drawn on ``matplotlib.figure.Figure``
+objects (no pyplot state, any backend) with fixed sizes, orders and colours, so the same inputs give the same files.
+Titles are wrapped to the canvas and legends sit beside or below the axes, never on a title.
 
-Inputs: ``eval_summary.csv`` (``dataset, config, k, maj_at_k, maj_ci_low, maj_ci_high, pass_at_k, mean_at_k,
-mean_len_model_tokens, mean_len_total_tokens, n_problems`` [+ ``mean_calls, code_use_rate, truncation_rate``]), the
-sample records (``results.RECORD_FIELDS``), a maj-curve table (``dataset, config, k, maj_at_k, ci_low, ci_high``),
-the original's table (``data/reference/original_results.csv``) and optionally ``train_metrics.csv``.
+Inputs: ``eval_summary.csv``, the sample records, a maj-curve table (``dataset, config, k, maj_at_k, ci_low,
+ci_high``), the original's table, ``train_metrics.csv`` and the sandbox benchmark (``deepmath bench sandbox``).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import sys
 import textwrap
-from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .datasets import dataset_label, load_reference
+from . import metrics
+from .agent import trace_parts
+from .bench import load as load_bench
+from .datasets import load_reference
+from .profiles import Profile, get_profile
 from .results import TRAIN_METRICS_COLUMNS, profile_results_dir, read_records
+from .tables import (
+    config_label,
+    config_order,
+    dataset_order,
+    dataset_short_label,
+    headline,
+    k_text,
+    length_reduction,
+    pick_example,
+    records_frame,
+)
 
-CONFIG_ORDER: tuple[str, ...] = ("baseline", "agent", "grpo", "deepmath")
-CONFIG_LABELS = {"baseline": "Baseline", "agent": "+Agent", "grpo": "+GRPO", "deepmath": "DeepMath"}
 CONFIG_COLORS = {"baseline": "#8c8c8c", "agent": "#f28e2b", "grpo": "#4e79a7", "deepmath": "#59a14f"}
-DATASET_ORDER: tuple[str, ...] = ("math500", "aime2025", "hmmt_feb2025", "hle_math", "nano")
 DATASET_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
-SHORT_DATASET = {
-    "math500": "MATH-500",
-    "aime2025": "AIME 2025",
-    "hmmt_feb2025": "HMMT Feb 2025",
-    "hle_math": "HLE",
+TRAIN_LABELS = {
+    "reward": "total reward",
+    "reward_accuracy": "accuracy reward",
+    "reward_code": "code reward (a snippet ran)",
+    "mean_model_tokens": "mean model tokens",
+    "temperature": "sampling temperature",
 }
-TRAIN_COLUMNS = TRAIN_METRICS_COLUMNS
+EXECUTOR_LABELS = {
+    "bare_exec": "bare exec (no isolation)",
+    "sandbox": "our sandbox",
+    "smolagents": "smolagents LocalPythonExecutor",
+    "process_per_snippet": "a new process per snippet",
+}
+EXECUTOR_COLORS = {
+    "bare_exec": "#8c8c8c",
+    "sandbox": "#59a14f",
+    "smolagents": "#f28e2b",
+    "process_per_snippet": "#e15759",
+}
+SNIPPET_LABELS = {
+    "trivial": "trivial (x = 1 + 1)",
+    "sympy_solve": "sympy.solve",
+    "loop_1e5": "1e5-iteration loop",
+}
 DPI = 120
 
 FIGURE_FILES = {
@@ -50,6 +76,7 @@ FIGURE_FILES = {
     "trace": "example_trace.png",
     "reference": "original_vs_ours.png",
     "training": "training_curves.png",
+    "sandbox": "sandbox_latency.png",
 }
 
 
@@ -73,27 +100,34 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _title(fig: Any, text: str, note: str = "") -> None:
+    """A bold figure title wrapped to the figure's width, and an optional note under it: in plain type above a
+    single untitled axes, else as the title's second line (the panels have titles of their own)."""
+    chars = int(fig.get_figwidth() * 9.5)  # ~7.5 pt per bold character at 11 pt, with a margin
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    if note and len(axes) == 1 and not axes[0].get_title():
+        axes[0].set_title(
+            textwrap.fill(note, int(chars * 1.3)), fontsize=9, fontweight="normal", color="#444444"
+        )
+        note = ""
+    title = textwrap.fill(text, chars) + ("\n" + textwrap.fill(note, int(chars * 1.1)) if note else "")
+    fig.suptitle(title, fontweight="bold", fontsize=11 if not note else 10)
+
+
+def _legend_below(
+    fig: Any, handles: list, labels: list[str], title: str | None = None, ncols: int = 4
+) -> None:
+    """One legend for the whole figure, under the axes (clear of the title), in up to ``ncols`` columns."""
+    ncols = min(len(labels), ncols)
+    fig.legend(handles, labels, title=title, loc="outside lower center", ncols=ncols, frameon=False)
+
+
 def _save(fig: Any, out_dir: str | Path, name: str) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
-
-
-def _order(values: Iterable[str], preferred: tuple[str, ...]) -> list[str]:
-    present = list(dict.fromkeys(str(v) for v in values))
-    return [v for v in preferred if v in present] + sorted(v for v in present if v not in preferred)
-
-
-def config_order(values: Iterable[str]) -> list[str]:
-    """Configurations present, in the order baseline, agent, grpo, deepmath (then any others, sorted)."""
-    return _order(values, CONFIG_ORDER)
-
-
-def dataset_order(values: Iterable[str]) -> list[str]:
-    """Datasets present, benchmarks first in a fixed order, then any others sorted."""
-    return _order(values, DATASET_ORDER)
 
 
 def _color(config: str) -> str:
@@ -103,39 +137,18 @@ def _color(config: str) -> str:
     return extra[sum(map(ord, config)) % len(extra)]
 
 
-def _label(config: str) -> str:
-    return CONFIG_LABELS.get(config, config)
-
-
-def _dlabel(dataset: str) -> str:
-    return SHORT_DATASET.get(dataset, dataset_label(dataset))
-
-
-def headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, config): the row with the largest k (the headline maj@k)."""
-    df = summary.copy()
-    df["dataset"] = df["dataset"].astype(str)
-    df["config"] = df["config"].astype(str)
-    if "k" in df.columns:
-        df = df.sort_values("k", kind="mergesort").groupby(["dataset", "config"], sort=False).tail(1)
-    return _sorted(df)
-
-
-def _sorted(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered by dataset (benchmarks first) then configuration (baseline, agent, grpo, deepmath)."""
-    if df.empty:
-        return df.reset_index(drop=True)
-    d = {v: i for i, v in enumerate(dataset_order(df["dataset"]))}
-    c = {v: i for i, v in enumerate(config_order(df["config"]))}
-    order = sorted(range(len(df)), key=lambda i: (d[df["dataset"].iloc[i]], c[df["config"].iloc[i]]))
-    return df.iloc[order].reset_index(drop=True)
-
-
-def _k_text(df: pd.DataFrame) -> str:
-    if "k" not in df.columns or df.empty:
-        return "k"
-    ks = sorted(set(int(k) for k in df["k"].dropna()))
-    return str(ks[0]) if len(ks) == 1 else "k"
+def _annotate_bar(ax: Any, x: float, y: float, above: float, below: float, text: str) -> None:
+    """A value label past the end of a bar: above a positive bar (and its error bar), below a negative one."""
+    up = y >= 0
+    ax.annotate(
+        text,
+        (x, y + above if up else y - below),
+        ha="center",
+        va="bottom" if up else "top",
+        fontsize=6.5,
+        xytext=(0, 1.5 if up else -1.5),
+        textcoords="offset points",
+    )
 
 
 def _grouped_bars(
@@ -158,38 +171,36 @@ def _grouped_bars(
             if row.empty or pd.isna(row[value].iloc[0]):
                 continue
             y = float(row[value].iloc[0]) * scale
-            xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(y)
             a = float(row[low].iloc[0]) * scale if low and low in row and pd.notna(row[low].iloc[0]) else y
             b = (
                 float(row[high].iloc[0]) * scale
                 if high and high in row and pd.notna(row[high].iloc[0])
                 else y
             )
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(y)
             lo.append(max(y - a, 0.0))
             hi.append(max(b - y, 0.0))
         if not xs:
             continue
-        ax.bar(xs, ys, width=width * 0.95, color=_color(config), label=_label(config), edgecolor="white")
+        ax.bar(
+            xs, ys, width=width * 0.95, color=_color(config), label=config_label(config), edgecolor="white"
+        )
         if any(v > 0 for v in lo + hi):
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", ecolor="#333333", elinewidth=1, capsize=3)
         if annotate:
-            for x, y, top in zip(xs, ys, hi, strict=True):
-                ax.annotate(
-                    annotate.format(y),
-                    (x, y + top),
-                    ha="center",
-                    va="bottom",
-                    fontsize=6.5,
-                    xytext=(0, 1.5),
-                    textcoords="offset points",
-                )
+            for x, y, down, up in zip(xs, ys, lo, hi, strict=True):
+                _annotate_bar(ax, x, y, up, down, annotate.format(y))
     ax.set_xticks(range(len(datasets)))
-    ax.set_xticklabels([_dlabel(d) for d in datasets])
+    ax.set_xticklabels([dataset_short_label(d) for d in datasets])
     ax.set_xlim(-0.6, len(datasets) - 0.4)
 
 
-# ----------------------------------------------------------------------------------------------- figures
+def _bar_figure_width(df: pd.DataFrame) -> float:
+    return max(5.5, 1.6 * df["dataset"].nunique() + 3.0)
+
+
+# ----------------------------------------------------------------------------------------------- summary figures
 
 
 def plot_accuracy(summary: pd.DataFrame, out_dir: str | Path) -> Path | None:
@@ -197,15 +208,15 @@ def plot_accuracy(summary: pd.DataFrame, out_dir: str | Path) -> Path | None:
     df = headline(summary)
     if df.empty:
         return None
+    k = k_text(df)
     with _style():
-        fig = _figure(max(5.0, 1.6 * df["dataset"].nunique() + 2.5), 3.8)
+        fig = _figure(_bar_figure_width(df), 3.9)
         ax = fig.add_subplot()
         _grouped_bars(ax, df, "maj_at_k", "maj_ci_low", "maj_ci_high", scale=100, annotate="{:.0f}")
-        k = _k_text(df)
         ax.set_ylabel(f"maj@{k} accuracy (%)")
         ax.set_ylim(0, 110)
-        ax.set_title(f"Accuracy (maj@{k}) with 95% bootstrap intervals")
         ax.legend(title="configuration", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _title(fig, f"Accuracy (maj@{k}) with 95% bootstrap intervals")
         return _save(fig, out_dir, FIGURE_FILES["accuracy"])
 
 
@@ -215,46 +226,29 @@ def plot_output_length(summary: pd.DataFrame, out_dir: str | Path) -> Path | Non
     if df.empty or "mean_len_model_tokens" not in df:
         return None
     with _style():
-        fig = _figure(max(5.0, 1.6 * df["dataset"].nunique() + 2.5), 3.8)
+        fig = _figure(_bar_figure_width(df) + 0.8, 3.9)
         ax = fig.add_subplot()
         _grouped_bars(ax, df, "mean_len_model_tokens", annotate="{:,.0f}")
         if "mean_len_total_tokens" in df:
             datasets, configs = dataset_order(df["dataset"]), config_order(df["config"])
             width = 0.8 / max(len(configs), 1)
-            xs, ys = [], []
-            for j, config in enumerate(configs):
-                for i, dataset in enumerate(datasets):
-                    row = df[(df["dataset"] == dataset) & (df["config"] == config)]
-                    if row.empty or pd.isna(row["mean_len_total_tokens"].iloc[0]):
-                        continue
-                    xs.append(i - 0.4 + width * (j + 0.5))
-                    ys.append(float(row["mean_len_total_tokens"].iloc[0]))
+            # a tick only where executor output adds tokens; elsewhere it would sit on the bar's top
+            more = df[df["mean_len_total_tokens"] > df["mean_len_model_tokens"] + 0.5]
+            xs = [
+                datasets.index(r.dataset) - 0.4 + width * (configs.index(r.config) + 0.5)
+                for r in more.itertuples()
+            ]
             if xs:
-                ax.scatter(xs, ys, marker="_", s=160, color="black", label="total (with executor output)")
+                ax.scatter(
+                    xs, more["mean_len_total_tokens"], marker="_", s=160, color="black",
+                    label="total, with executor output",
+                )  # fmt: skip
         ax.set_ylabel("mean output length (model tokens)")
         ax.set_ylim(0, None)
-        ax.set_title("Output length per configuration")
+        ax.margins(y=0.08)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _title(fig, "Output length per configuration")
         return _save(fig, out_dir, FIGURE_FILES["length"])
-
-
-def length_reduction(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and non-baseline configuration: ``reduction_pct`` = 100 * (1 - len / baseline len)."""
-    df = headline(summary)
-    base = df[df["config"] == "baseline"].set_index("dataset")["mean_len_model_tokens"]
-    rows = []
-    for _, r in df[df["config"] != "baseline"].iterrows():
-        b = base.get(r["dataset"])
-        if b is None or pd.isna(b) or b <= 0 or pd.isna(r["mean_len_model_tokens"]):
-            continue
-        rows.append(
-            {
-                "dataset": r["dataset"],
-                "config": r["config"],
-                "reduction_pct": 100.0 * (1.0 - float(r["mean_len_model_tokens"]) / float(b)),
-            }
-        )
-    return pd.DataFrame(rows, columns=["dataset", "config", "reduction_pct"])
 
 
 def plot_length_reduction(summary: pd.DataFrame, out_dir: str | Path) -> Path | None:
@@ -263,13 +257,18 @@ def plot_length_reduction(summary: pd.DataFrame, out_dir: str | Path) -> Path | 
     if red.empty:
         return None
     with _style():
-        fig = _figure(max(5.0, 1.6 * red["dataset"].nunique() + 2.5), 3.6)
+        fig = _figure(_bar_figure_width(red), 3.9)
         ax = fig.add_subplot()
         _grouped_bars(ax, red, "reduction_pct", annotate="{:.0f}%")
         ax.axhline(0, color="black", linewidth=0.8)
+        ax.margins(y=0.12)
         ax.set_ylabel("length reduction vs baseline (%)")
-        ax.set_title("Output length reduction against the baseline (model tokens)")
         ax.legend(title="configuration", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _title(
+            fig,
+            "Output length reduction against the baseline",
+            "in model tokens; below zero: longer than the baseline",
+        )
         return _save(fig, out_dir, FIGURE_FILES["reduction"])
 
 
@@ -283,7 +282,7 @@ def plot_accuracy_vs_length(summary: pd.DataFrame, out_dir: str | Path) -> Path 
     datasets, configs = dataset_order(df["dataset"]), config_order(df["config"])
     markers = {d: DATASET_MARKERS[i % len(DATASET_MARKERS)] for i, d in enumerate(datasets)}
     with _style():
-        fig = _figure(6.8, 4.2)
+        fig = _figure(7.0, 4.2)
         ax = fig.add_subplot()
         for _, r in df.sort_values(["dataset", "config"]).iterrows():
             x, y = float(r["mean_len_model_tokens"]), 100 * float(r["maj_at_k"])
@@ -301,16 +300,18 @@ def plot_accuracy_vs_length(summary: pd.DataFrame, out_dir: str | Path) -> Path 
                 markeredgecolor="black",
             )
         handles = [
-            Line2D([], [], color=_color(c), marker="o", linestyle="", label=_label(c)) for c in configs
+            Line2D([], [], color=_color(c), marker="o", linestyle="", label=config_label(c)) for c in configs
         ]
-        handles += [
-            Line2D([], [], color="#555555", marker=markers[d], linestyle="", label=_dlabel(d))
-            for d in datasets
-        ]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        if len(datasets) > 1:  # one marker per dataset; a single dataset names the legend instead
+            handles += [
+                Line2D([], [], color="#555555", marker=markers[d], linestyle="", label=dataset_short_label(d))
+                for d in datasets
+            ]
+        title = dataset_short_label(datasets[0]) if len(datasets) == 1 else None
+        ax.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax.set_xlabel("mean output length (model tokens)")
-        ax.set_ylabel(f"maj@{_k_text(df)} accuracy (%)")
-        ax.set_title("Accuracy against output length (up-left is better)")
+        ax.set_ylabel(f"maj@{k_text(df)} accuracy (%)")
+        _title(fig, "Accuracy against output length (up-left is better)")
         return _save(fig, out_dir, FIGURE_FILES["acc_vs_len"])
 
 
@@ -326,7 +327,7 @@ def plot_maj_curve(curve: pd.DataFrame, out_dir: str | Path) -> Path | None:
     ncols = min(len(datasets), 4)
     nrows = math.ceil(len(datasets) / ncols)
     with _style():
-        fig = _figure(3.4 * ncols + 1.4, 3.1 * nrows)
+        fig = _figure(max(3.6 * ncols, 5.5), 3.1 * nrows + 0.9)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
         for idx, dataset in enumerate(datasets):
             ax = axes[idx // ncols][idx % ncols]
@@ -340,11 +341,10 @@ def plot_maj_curve(curve: pd.DataFrame, out_dir: str | Path) -> Path | None:
                     marker="o",
                     markersize=3,
                     color=_color(config),
-                    label=_label(config),
+                    label=config_label(config),
                 )
-                if {"ci_low", "ci_high"} <= set(part.columns) and part[
-                    ["ci_low", "ci_high"]
-                ].notna().all().all():
+                bounds = part[["ci_low", "ci_high"]] if {"ci_low", "ci_high"} <= set(part.columns) else None
+                if bounds is not None and bounds.notna().all().all():
                     ax.fill_between(
                         part["k"],
                         100 * part["ci_low"],
@@ -352,22 +352,16 @@ def plot_maj_curve(curve: pd.DataFrame, out_dir: str | Path) -> Path | None:
                         color=_color(config),
                         alpha=0.15,
                     )
-            ax.set_title(_dlabel(dataset))
+            ax.set_title(dataset_short_label(dataset))
             ax.set_xlabel("k (samples voted)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if idx % ncols == 0:
                 ax.set_ylabel("maj@k accuracy (%)")
         for idx in range(len(datasets), nrows * ncols):
             axes[idx // ncols][idx % ncols].set_visible(False)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside right upper", frameon=False)
-        fig.suptitle("Majority vote accuracy against the number of samples", fontweight="bold")
+        _legend_below(fig, *axes[0][0].get_legend_handles_labels())
+        _title(fig, "Majority-vote accuracy against the number of samples", "bands: 95% bootstrap intervals")
         return _save(fig, out_dir, FIGURE_FILES["maj_curve"])
-
-
-def records_frame(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
-    """Sample records as a DataFrame (the record keys as columns)."""
-    return records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
 
 
 def plot_tool_calls(
@@ -383,72 +377,34 @@ def plot_tool_calls(
     configs = config_order(df["config"])
     bins = list(range(0, int(df["calls"].max()) + 1))
     with _style():
-        fig = _figure(max(5.5, 0.45 * len(bins) + 3.5), 3.6)
+        fig = _figure(max(6.0, 0.45 * len(bins) + 4.0), 3.8)
         ax = fig.add_subplot()
         width = 0.8 / max(len(configs), 1)
         for j, config in enumerate(configs):
             part = df[df["config"] == config]
             share = part["calls"].value_counts(normalize=True).reindex(bins, fill_value=0.0)
             xs = [b - 0.4 + width * (j + 0.5) for b in bins]
-            label = f"{_label(config)} (mean {part['n_calls'].mean():.2f}, n={len(part)})"
+            label = f"{config_label(config)} (mean {part['n_calls'].mean():.2f}, n={len(part)})"
             ax.bar(xs, 100 * share.to_numpy(), width=width * 0.95, color=_color(config), label=label)
         ax.set_xticks(bins)
         ax.set_xticklabels([f"{b}+" if b == max_calls else str(b) for b in bins])
         ax.set_xlabel("tool calls in the trajectory")
         ax.set_ylabel("share of trajectories (%)")
-        ax.set_title("Tool calls per trajectory")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.legend(title="configuration", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _title(fig, "Tool calls per trajectory")
         return _save(fig, out_dir, FIGURE_FILES["tool_calls"])
 
 
 # ----------------------------------------------------------------------------------------------- example trace
 
-_SEGMENT_RE = re.compile(
-    r"(?P<code><tool_call>.*?(?:</tool_call>|$))|(?P<pycode>```python\n.*?(?:```|$))|(?P<output>```output\n.*?(?:```|$))",
-    re.DOTALL,
-)
 
-
-def split_trace(text: str) -> list[tuple[str, str]]:
-    """Split a trace into ``(kind, text)`` segments: ``text``, ``code`` (tool-call or python block), ``output``."""
-    out: list[tuple[str, str]] = []
-    pos = 0
-    for m in _SEGMENT_RE.finditer(text):
-        if m.start() > pos:
-            out.append(("text", text[pos : m.start()]))
-        kind = "output" if m.group("output") else "code"
-        out.append((kind, m.group(0)))
-        pos = m.end()
-    if pos < len(text):
-        out.append(("text", text[pos:]))
-    return out
-
-
-def pick_example(records: list[dict] | pd.DataFrame) -> dict | None:
-    """A correct deepmath sample with at least one call (shortest text; ties by dataset, problem, sample); failing
-    that a correct agent sample with calls, then any sample with calls."""
-    df = records_frame(records)
-    if df.empty or "text" not in df or "n_calls" not in df:
-        return None
-    df = df[df["text"].notna() & (df["n_calls"].fillna(0) >= 1)].copy()
-    if df.empty:
-        return None
-    correct = (
-        df["correct"].fillna(False).astype(bool) if "correct" in df else pd.Series(False, index=df.index)
-    )
-    config = df["config"].astype(str) if "config" in df else pd.Series("", index=df.index)
-    df["_rank"] = 2
-    df.loc[correct & (config == "agent"), "_rank"] = 1
-    df.loc[correct & (config == "deepmath"), "_rank"] = 0
-    df["_len"] = df["text"].str.len()
-    keys = [c for c in ("_rank", "_len", "dataset", "problem_id", "sample") if c in df]
-    best = df.sort_values(keys, kind="mergesort").iloc[0]
-    return {k: v for k, v in best.items() if not str(k).startswith("_")}
-
-
-def _trace_lines(text: str, width: int, max_text_run: int, max_lines: int) -> list[tuple[str, str]]:
+def _trace_lines(
+    text: str, profile: Profile, width: int, max_text_run: int, max_lines: int
+) -> list[tuple[str, str]]:
+    """The trace as (kind, line) pairs wrapped to ``width``; long runs of reasoning and long traces are cut in the
+    middle, with a line saying how much was left out."""
     lines: list[tuple[str, str]] = []
-    for kind, seg in split_trace(text):
+    for kind, seg in trace_parts(text, profile):
         seg_lines: list[str] = []
         for raw in seg.strip("\n").split("\n") if kind != "text" else seg.strip().split("\n"):
             wrapped = textwrap.wrap(raw.expandtabs(4), width, replace_whitespace=False, drop_whitespace=False)
@@ -471,23 +427,35 @@ def _trace_lines(text: str, width: int, max_text_run: int, max_lines: int) -> li
 def plot_example_trace(
     records: list[dict] | pd.DataFrame,
     out_dir: str | Path,
+    profile: Profile,
     record: dict | None = None,
     width: int = 96,
     max_lines: int = 60,
 ) -> Path | None:
     """A trace rendered like the blog's example: reasoning in black, code on blue, executor output on green, the
-    boxed answer highlighted. Uses ``record`` when given, else ``pick_example(records)``."""
+    boxed answer highlighted; the trace is split with the ``profile``'s call format. Uses ``record`` when given,
+    else ``tables.pick_example(records)``."""
     rec = record if record is not None else pick_example(records)
     if rec is None or not rec.get("text"):
         return None
     from matplotlib.patches import Rectangle
 
-    lines = _trace_lines(str(rec["text"]), width, max_text_run=8, max_lines=max_lines)
+    lines = _trace_lines(str(rec["text"]), profile, width, max_text_run=8, max_lines=max_lines)
     colours = {"text": "#222222", "code": "#1f4e9c", "output": "#1b6e2f"}
     backgrounds = {"code": "#e8f0fc", "output": "#e9f6ea"}
+    calls = int(rec.get("n_calls") or 0)
+    verdict = {True: "correct", False: "wrong"}.get(rec.get("correct"), "ungraded")
+    head = (
+        f"{dataset_short_label(str(rec.get('dataset', '')))} · {config_label(str(rec.get('config', '')))} · "
+        f"problem {rec.get('problem_id', '?')}, sample {rec.get('sample', '?')} · {calls} call{'s' * (calls != 1)} "
+        f"· answer {rec.get('pred')!s} ({verdict}; gold {rec.get('gold')!s})"
+    )
+    title = textwrap.shorten(head, 115)
+    if rec.get("problem"):
+        title += "\n" + textwrap.shorten(f"Problem: {rec['problem']}", 115)
     line_h = 0.16
     with _style():
-        fig = _figure(9.0, 0.6 + line_h * (len(lines) + 2))
+        fig = _figure(9.0, 0.8 + line_h * (len(lines) + 2))
         ax = fig.add_subplot()
         ax.set_axis_off()
         total = len(lines) + 1
@@ -513,65 +481,11 @@ def plot_example_trace(
                 bbox=bbox,
                 zorder=2,
             )
-        verdict = {True: "correct", False: "wrong"}.get(rec.get("correct"), "ungraded")
-        title = (
-            f"{_dlabel(str(rec.get('dataset', '')))} / {_label(str(rec.get('config', '')))} / "
-            f"problem {rec.get('problem_id', '?')} sample {rec.get('sample', '?')}: {rec.get('n_calls', 0)} call(s), "
-            f"answer {rec.get('pred')!s} ({verdict}, gold {rec.get('gold')!s})"
-        )
-        ax.set_title(textwrap.shorten(title, 130), loc="left", fontsize=9, parse_math=False)
+        ax.set_title(title, loc="left", fontsize=9, parse_math=False)
         return _save(fig, out_dir, FIGURE_FILES["trace"])
 
 
 # ----------------------------------------------------------------------------------------------- reference
-
-
-def comparison_table(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Ours (headline maj@k, its interval, mean model tokens) beside the original's maj@16 / mean tokens.
-
-    One row per configuration and dataset from either table; a dataset only one side evaluated has blanks on the other.
-    """
-    ours = headline(summary)
-    cols = {"maj_at_k": "ours_maj", "maj_ci_low": "ours_ci_low", "maj_ci_high": "ours_ci_high"}
-    cols["mean_len_model_tokens"] = "ours_mean_tokens"
-    keep = ["dataset", "config"] + [c for c in cols if c in ours] + (["k"] if "k" in ours else [])
-    ours = ours[keep].rename(columns=cols)
-    ref = reference[["dataset", "config", "maj_at_16", "mean_tokens"]].rename(
-        columns={"maj_at_16": "original_maj_at_16", "mean_tokens": "original_mean_tokens"}
-    )
-    return _sorted(ours.merge(ref, on=["dataset", "config"], how="outer"))
-
-
-def side_by_side(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """A wide table, one row per configuration: ours per dataset (maj@k %, its 95% interval, mean model tokens),
-    then the original's per dataset (maj@16 %, mean tokens). Readable even when no dataset is shared (nano)."""
-    cols: dict[tuple[str, str], pd.Series] = {}
-    ours = headline(summary) if summary is not None and not summary.empty else pd.DataFrame()
-    for d in dataset_order(ours["dataset"]) if not ours.empty else []:
-        sub = ours[ours["dataset"] == d].set_index("config")
-        k = _k_text(sub)
-        cols[(f"ours: {_dlabel(d)}", f"maj@{k} %")] = (100 * sub["maj_at_k"]).round(1)
-        if {"maj_ci_low", "maj_ci_high"} <= set(sub.columns):
-            cols[(f"ours: {_dlabel(d)}", "95% CI")] = sub.apply(
-                lambda r: (
-                    f"{100 * r['maj_ci_low']:.0f}-{100 * r['maj_ci_high']:.0f}"
-                    if pd.notna(r["maj_ci_low"]) and pd.notna(r["maj_ci_high"])
-                    else ""
-                ),
-                axis=1,
-            )
-        cols[(f"ours: {_dlabel(d)}", "tokens")] = sub["mean_len_model_tokens"].round(0)
-    for d in dataset_order(reference["dataset"]):
-        sub = reference[reference["dataset"] == d].set_index("config")
-        cols[(f"original: {_dlabel(d)}", "maj@16 %")] = (100 * sub["maj_at_16"]).round(2)
-        cols[(f"original: {_dlabel(d)}", "tokens")] = sub["mean_tokens"]
-    if not cols:
-        return pd.DataFrame()
-    table = pd.DataFrame(cols)
-    table = table.reindex(config_order(table.index))
-    table.index = [_label(c) for c in table.index]
-    table.index.name = "configuration"
-    return table
 
 
 def plot_reference_comparison(
@@ -584,55 +498,54 @@ def plot_reference_comparison(
     ours = headline(summary) if summary is not None and not summary.empty else pd.DataFrame()
     ref = reference.rename(columns={"maj_at_16": "maj_at_k", "mean_tokens": "mean_len_model_tokens"}).copy()
     shared = sorted(set(ref["dataset"]) & set(ours["dataset"])) if not ours.empty else []
+    ours_name = (
+        f"Ours: {', '.join(dataset_short_label(d) for d in dataset_order(ours['dataset']))}, maj@{k_text(ours)}"
+        if not ours.empty
+        else "Ours: no results yet"
+    )
     with _style():
-        fig = _figure(12.0, 6.8)
+        fig = _figure(12.0, 7.4)
         axes = fig.subplots(2, 2, squeeze=False)
-        panels = [
-            (ref, "Original (blog, maj@16)"),
-            (
-                ours,
-                f"Ours ({', '.join(_dlabel(d) for d in dataset_order(ours['dataset']))})"
-                if not ours.empty
-                else "Ours (no results)",
-            ),
-        ]
-        for col, (df, name) in enumerate(panels):
+        for col, (df, name) in enumerate([(ref, "Original (blog post), maj@16"), (ours, ours_name)]):
             acc, length = axes[0][col], axes[1][col]
+            acc.set_title(name)
             if df.empty:
                 acc.set_axis_off()
                 length.set_axis_off()
                 continue
             _grouped_bars(acc, df, "maj_at_k", "maj_ci_low", "maj_ci_high", scale=100, annotate="{:.0f}")
-            acc.set_ylim(0, 110)
+            acc.set_ylim(0, 112)
             acc.set_ylabel("accuracy (%)")
-            acc.set_title(f"{name}: accuracy")
             _grouped_bars(length, df, "mean_len_model_tokens", annotate="{:,.0f}")
+            length.margins(y=0.1)
             length.set_ylabel("mean output tokens")
-            length.set_title(f"{name}: output length")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside right upper", frameon=False)
+        _legend_below(fig, *axes[0][0].get_legend_handles_labels(), title="configuration")
         note = (
-            f"shared datasets: {', '.join(_dlabel(d) for d in shared)}"
+            f"shared datasets: {', '.join(dataset_short_label(d) for d in shared)}"
             if shared
-            else "no shared dataset: compare the shape (the agent shortens outputs; GRPO + agent most accurate), "
-            "not the numbers"
+            else "No dataset is shared: compare the shape (the agent shortens outputs; GRPO + agent is the most "
+            "accurate), not the numbers."
         )
-        fig.suptitle(f"The original's reported table beside ours ({note})", fontweight="bold", fontsize=10)
+        _title(fig, "The original's reported table (left) beside ours (right)", note)
         return _save(fig, out_dir, FIGURE_FILES["reference"])
 
 
+# ----------------------------------------------------------------------------------------------- training, sandbox
+
+
 def plot_training_curves(train: pd.DataFrame, out_dir: str | Path, window: int = 5) -> Path | None:
-    """GRPO training log per step: rewards, code use, accuracy, length and temperature (raw and rolling mean)."""
+    """GRPO training log per step, one panel per logged metric (``results.TRAIN_METRICS_COLUMNS`` present in
+    ``train``): rewards, length and temperature, raw and as a rolling mean."""
     if train is None or train.empty or "step" not in train:
         return None
-    cols = [c for c in TRAIN_COLUMNS if c in train and train[c].notna().any()]
+    cols = [c for c in TRAIN_METRICS_COLUMNS if c in train and train[c].notna().any()]
     if not cols:
         return None
-    ncols = min(len(cols), 4)
+    ncols = min(len(cols), 3)
     nrows = math.ceil(len(cols) / ncols)
     df = train.sort_values("step")
     with _style():
-        fig = _figure(3.2 * ncols, 2.6 * nrows)
+        fig = _figure(3.3 * ncols, 2.6 * nrows + 0.5)
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for idx, col in enumerate(cols):
             ax = axes[idx // ncols][idx % ncols]
@@ -641,24 +554,65 @@ def plot_training_curves(train: pd.DataFrame, out_dir: str | Path, window: int =
                 ax.plot(
                     df["step"], df[col].rolling(window, min_periods=1).mean(), color="#4e79a7", linewidth=1.6
                 )
-            ax.set_title(col.replace("_", " "))
+            ax.set_title(TRAIN_LABELS.get(col, col.replace("_", " ")))
             ax.set_xlabel("step")
         for idx in range(len(cols), nrows * ncols):
             axes[idx // ncols][idx % ncols].set_visible(False)
-        fig.suptitle(f"GRPO training (grey: per step, blue: rolling mean over {window})", fontweight="bold")
+        _title(fig, "GRPO training", f"grey: per step; blue: rolling mean over {window} steps")
         return _save(fig, out_dir, FIGURE_FILES["training"])
 
 
-# ----------------------------------------------------------------------------------------------- drivers
+def _ms_text(ms: float) -> str:
+    """A latency as a reader would write it: 0.4 µs, 180 µs, 8.1 ms, 1,390 ms."""
+    if ms < 1:
+        return f"{ms * 1e3:.1f} µs" if ms < 1e-2 else f"{ms * 1e3:.0f} µs"
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
 
 
-def _maj_curve_from(records: list[dict]) -> pd.DataFrame | None:
-    try:
-        from .metrics import maj_curve
-    except ImportError as exc:
-        print(f"figures: maj@k curve skipped (deepmath_lib.metrics unavailable: {exc})", file=sys.stderr)
+def plot_sandbox_latency(bench: dict, out_dir: str | Path) -> Path | None:
+    """Median latency per snippet and executor on a log scale, from ``deepmath_lib.bench.sandbox.measure()``'s dict
+    (``{"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ...}``; other keys are ignored). None when it
+    holds no finite latency."""
+    lat = (bench or {}).get("latency_ms") or {}
+    rows = [
+        (e, s, float(ms))
+        for e, per in lat.items()
+        for s, ms in (per or {}).items()
+        if ms is not None and math.isfinite(float(ms)) and float(ms) > 0
+    ]
+    if not rows:
         return None
-    return maj_curve(records)
+    executors = [e for e in lat if any(r[0] == e for r in rows)]
+    snippets = list(dict.fromkeys(s for _, s, _ in rows))
+    values = {(e, s): ms for e, s, ms in rows}
+    width = 0.8 / len(executors)
+    with _style():
+        fig = _figure(8.0, 4.4)
+        ax = fig.add_subplot()
+        for j, e in enumerate(executors):
+            xs = [i - 0.4 + width * (j + 0.5) for i, s in enumerate(snippets) if (e, s) in values]
+            ys = [values[e, s] for s in snippets if (e, s) in values]
+            color = EXECUTOR_COLORS.get(e, "#76b7b2")
+            ax.bar(xs, ys, width=width * 0.95, color=color, label=EXECUTOR_LABELS.get(e, e.replace("_", " ")))
+            for x, y in zip(xs, ys, strict=True):
+                _annotate_bar(ax, x, y, 0.0, 0.0, _ms_text(y))
+        ax.set_yscale("log")
+        ax.margins(y=0.12)
+        ax.set_xticks(range(len(snippets)))
+        ax.set_xticklabels([SNIPPET_LABELS.get(s, s.replace("_", " ")) for s in snippets])
+        ax.set_ylabel("median latency (ms)")
+        _legend_below(fig, *ax.get_legend_handles_labels(), ncols=2)
+        creation = bench.get("creation_ms")
+        note = "log scale" + (
+            f"; a new sandbox (forked from the warm zygote) takes {_ms_text(float(creation))}"
+            if creation
+            else ""
+        )
+        _title(fig, "Median snippet latency per executor", note)
+        return _save(fig, out_dir, FIGURE_FILES["sandbox"])
+
+
+# ----------------------------------------------------------------------------------------------- drivers
 
 
 def make_all_figures(
@@ -666,14 +620,16 @@ def make_all_figures(
     results_root: str | Path | None = None,
     figures_dir: str | Path | None = None,
 ) -> list[Path]:
-    """Draw every figure the results allow; returns the saved paths (in a fixed order).
+    """Draw every figure the results allow; returns the saved paths (in the order of ``FIGURE_FILES``).
 
     Reads ``<results_root>/<profile>/eval_summary.csv`` (required), ``samples/*.jsonl``, ``maj_curve.csv`` (else the
-    curve is computed from the samples with ``deepmath_lib.metrics.maj_curve``) and ``train_metrics.csv``.
-    Raises FileNotFoundError when there is no eval summary. A figure that fails is reported and skipped.
+    curve is computed from the samples with ``metrics.maj_curve``), ``train_metrics.csv`` and
+    ``<results_root>/bench/sandbox.json`` (``deepmath bench sandbox``). Raises FileNotFoundError when there is no
+    eval summary. A figure that fails is reported and skipped.
     """
     from .paths import REPO_ROOT
 
+    prof = get_profile(profile)
     res = profile_results_dir(profile, results_root)
     out = Path(figures_dir) if figures_dir is not None else REPO_ROOT / "figures"
     summary_path = res / "eval_summary.csv"
@@ -689,10 +645,14 @@ def make_all_figures(
         curve = pd.read_csv(res / "maj_curve.csv")
     elif records:
         try:
-            curve = _maj_curve_from(records)
+            curve = metrics.maj_curve(records)
         except Exception as exc:  # a figure is not worth failing the run for; say why
             print(f"figures: maj@k curve skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
     train = pd.read_csv(res / "train_metrics.csv") if (res / "train_metrics.csv").is_file() else None
+    try:
+        bench = load_bench("sandbox", res.parent / "bench")
+    except FileNotFoundError:
+        bench = None
     try:
         reference = load_reference()
     except (ValueError, OSError) as exc:
@@ -706,12 +666,13 @@ def make_all_figures(
         ("accuracy vs length", lambda: plot_accuracy_vs_length(summary, out)),
         ("maj@k curve", lambda: plot_maj_curve(curve, out) if curve is not None else None),
         ("tool calls", lambda: plot_tool_calls(records, out) if records else None),
-        ("example trace", lambda: plot_example_trace(records, out) if records else None),
+        ("example trace", lambda: plot_example_trace(records, out, prof) if records else None),
         (
             "original vs ours",
             lambda: plot_reference_comparison(summary, reference, out) if reference is not None else None,
         ),
         ("training curves", lambda: plot_training_curves(train, out) if train is not None else None),
+        ("sandbox latency", lambda: plot_sandbox_latency(bench, out) if bench is not None else None),
     ]
     saved: list[Path] = []
     for name, job in jobs:

@@ -1,18 +1,14 @@
-"""Figures from a small synthetic results set: every file is produced, non-empty, and deterministic."""
+"""The tables behind the figures, on a small synthetic results set (the set is shared with test_plots.py)."""
 
 from __future__ import annotations
 
 import random
-import sys
-import types
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from deepmath_lib import figures as figs
+from deepmath_lib import tables
 from deepmath_lib.datasets import load_reference
-from deepmath_lib.results import ResultStore, samples_path, write_eval_summary
 
 CONFIGS = ("baseline", "agent", "grpo", "deepmath")
 DATASETS = ("nano", "math500")
@@ -85,7 +81,7 @@ def synthetic_train() -> pd.DataFrame:
             "reward": [0.1 * i for i in range(20)],
             "reward_accuracy": [0.01 * i for i in range(20)],
             "reward_code": [0.05 * i for i in range(20)],
-            "code_use_rate": [min(1.0, 0.05 * i) for i in range(20)],
+            "code_use_rate": [0.05 * i for i in range(20)],  # a copy of reward_code: never drawn
             "accuracy": [0.3 + 0.01 * i for i in range(20)],
             "mean_model_tokens": [100 - i for i in range(20)],
             "temperature": [1.2 - 0.025 * i for i in range(20)],
@@ -93,87 +89,36 @@ def synthetic_train() -> pd.DataFrame:
     )
 
 
-@pytest.fixture()
-def results_root(tmp_path) -> Path:
-    root = tmp_path / "results"
-    write_eval_summary(synthetic_summary(), "nano", root)
-    for r in synthetic_records():
-        ResultStore(samples_path("nano", r["dataset"], r["config"], root)).append(r)
-    synthetic_curve().to_csv(root / "nano" / "maj_curve.csv", index=False)
-    synthetic_train().to_csv(root / "nano" / "train_metrics.csv", index=False)
-    return root
-
-
-def test_make_all_figures_draws_every_figure(results_root, tmp_path):
-    out = tmp_path / "figs"
-    saved = figs.make_all_figures("nano", results_root, out)
-    assert [p.name for p in saved] == list(figs.FIGURE_FILES.values())
-    for p in saved:
-        assert p.parent == out and p.stat().st_size > 5000, p
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_figures_are_deterministic(results_root, tmp_path):
-    a = figs.make_all_figures("nano", results_root, tmp_path / "a")
-    b = figs.make_all_figures("nano", results_root, tmp_path / "b")
-    for x, y in zip(a, b, strict=True):
-        assert x.read_bytes() == y.read_bytes(), x.name
-
-
-def test_curve_computed_from_records_via_metrics(results_root, tmp_path, monkeypatch):
-    (results_root / "nano" / "maj_curve.csv").unlink()
-    (results_root / "nano" / "train_metrics.csv").unlink()
-    seen = {}
-
-    def maj_curve(records, ks=None):
-        seen["n"] = len(records)
-        return synthetic_curve()
-
-    monkeypatch.setitem(sys.modules, "deepmath_lib.metrics", types.SimpleNamespace(maj_curve=maj_curve))
-    saved = figs.make_all_figures("nano", results_root, tmp_path / "f")
-    assert seen["n"] == len(synthetic_records())
-    names = {p.name for p in saved}
-    assert "maj_at_k.png" in names and "training_curves.png" not in names
-
-
-def test_figures_main(results_root, tmp_path, capsys):
-    assert figs.figures_main("nano", str(results_root), str(tmp_path / "f")) == 0
-    out = capsys.readouterr().out
-    assert "9 file(s) saved" in out and "accuracy.png" in out
-    assert figs.figures_main("nano", str(tmp_path / "empty"), str(tmp_path / "g")) == 1
-    assert "no eval summary" in capsys.readouterr().err
-    assert not (tmp_path / "g").exists()
-
-
-def test_summary_only_still_draws_summary_figures(tmp_path):
-    root = tmp_path / "r"
-    write_eval_summary(synthetic_summary()[lambda d: d.config != "baseline"], "nano", root)
-    saved = {p.name for p in figs.make_all_figures("nano", root, tmp_path / "f")}
-    assert {"accuracy.png", "output_length.png", "accuracy_vs_length.png", "original_vs_ours.png"} <= saved
-    assert "length_reduction.png" not in saved  # no baseline to compare with
-    assert "tool_calls.png" not in saved and "example_trace.png" not in saved
+def synthetic_bench() -> dict:
+    """The shape of `deepmath_lib.bench.sandbox.measure()`'s result, plus a key the figure ignores."""
+    return {
+        "latency_ms": {
+            "bare_exec": {"trivial": 0.0005, "sympy_solve": 8.0, "loop_1e5": 12.0},
+            "sandbox": {"trivial": 0.4, "sympy_solve": 9.0, "loop_1e5": 15.0},
+            "smolagents": {"trivial": 0.04, "sympy_solve": 40.0, "loop_1e5": 700.0},
+            "process_per_snippet": {"trivial": 55.0, "sympy_solve": 850.0, "loop_1e5": 40.0},
+        },
+        "creation_ms": 3.2,
+        "overhead_ms": 0.4,
+        "repeats": 30,
+        "host": {"cpus": 2},
+    }
 
 
 def test_pick_example_prefers_correct_deepmath_with_calls():
     recs = synthetic_records()
-    best = figs.pick_example(recs)
+    best = tables.pick_example(recs)
     assert best["config"] == "deepmath" and best["correct"] and best["n_calls"] >= 1
     no_dm = [r for r in recs if r["config"] != "deepmath"]
-    assert figs.pick_example(no_dm)["config"] == "agent"
-    assert figs.pick_example([r for r in recs if r["n_calls"] == 0]) is None
-
-
-def test_split_trace_segments():
-    kinds = [k for k, _ in figs.split_trace(TRACE)]
-    assert kinds == ["text", "code", "text", "output", "text"]
-    assert figs.split_trace("```python\nprint(1)\n```\n```output\n1\n```")[0][0] == "code"
+    assert tables.pick_example(no_dm)["config"] == "agent"
+    assert tables.pick_example([r for r in recs if r["n_calls"] == 0]) is None
 
 
 def test_length_reduction_and_comparison_table():
-    red = figs.length_reduction(synthetic_summary())
+    red = tables.length_reduction(synthetic_summary())
     row = red[(red.dataset == "nano") & (red.config == "agent")].iloc[0]
     assert row.reduction_pct == pytest.approx(100 * 60 / 250)
-    table = figs.comparison_table(synthetic_summary(), load_reference())
+    table = tables.comparison_table(synthetic_summary(), load_reference())
     assert len(table) == 8 + 16 - 4  # math500 is on both sides
     assert list(table.dataset[:4]) == ["math500"] * 4 and list(table.config[:4]) == list(CONFIGS)
     both = table[table.dataset == "math500"]
@@ -183,16 +128,22 @@ def test_length_reduction_and_comparison_table():
 
 
 def test_side_by_side_table():
-    table = figs.side_by_side(synthetic_summary(), load_reference())
+    table = tables.side_by_side(synthetic_summary(), load_reference())
     assert list(table.index) == ["Baseline", "+Agent", "+GRPO", "DeepMath"]
     assert table.loc["DeepMath", ("original: HMMT Feb 2025", "maj@16 %")] == pytest.approx(48.89)
     assert table.loc["+Agent", ("ours: nano (synthetic)", "maj@4 %")] == pytest.approx(58.0)
     assert table.loc["+Agent", ("ours: nano (synthetic)", "95% CI")] == "48-68"
-    only_ref = figs.side_by_side(pd.DataFrame(), load_reference())
+    only_ref = tables.side_by_side(pd.DataFrame(), load_reference())
     assert only_ref.shape == (4, 8)
 
 
 def test_headline_takes_largest_k_in_fixed_order():
-    head = figs.headline(synthetic_summary().sample(frac=1.0, random_state=0))
+    head = tables.headline(synthetic_summary().sample(frac=1.0, random_state=0))
     assert list(head.k.unique()) == [4]
     assert list(zip(head.dataset, head.config, strict=True))[:4] == [("math500", c) for c in CONFIGS]
+
+
+def test_summary_table_formats_the_interval_and_keeps_optional_columns():
+    table = tables.summary_table(tables.headline(synthetic_summary()))
+    assert table.loc[0, "maj@k"] == "43.0% [33.0%, 53.0%]"  # math500 baseline at k=4
+    assert "mean_calls" in table and "truncation_rate" not in table and "maj_at_k" not in table

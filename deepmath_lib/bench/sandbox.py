@@ -34,7 +34,7 @@ def _median_ms(fn, repeats: int, warmup: int = 1) -> float:
 
 def measure(repeats: int = 30, slow_repeats: int = 3) -> dict:
     """Return {"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ratios...}."""
-    from .sandbox import Sandbox, start_zygote
+    from ..sandbox import Sandbox, start_zygote
 
     start_zygote()
     lat: dict[str, dict[str, float]] = {}
@@ -117,8 +117,15 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_main(repeats: int = 30) -> int:
+def bench_main(repeats: int = 30, save: bool = True) -> int:
+    if repeats < 1:
+        print(f"error: --repeats must be at least 1, got {repeats}", file=sys.stderr)
+        return 2
     res = measure(repeats=repeats)
     print(format_table(res))
+    if save:
+        from . import save as store
+
+        print(f"saved {store('sandbox', res)}")
     print(json.dumps(res))
     return 0

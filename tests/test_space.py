@@ -1,0 +1,358 @@
+"""The Space (space/app.py) as its visitors and a Space build see it: a real browser, a load test on loopback, and
+the exact install route of `make space-bundle`. Each starts the app as a subprocess; all three are slow."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURE = REPO / "figures" / "space.png"
+CI = os.environ.get("CI", "").lower() == "true"
+# Placed in the app's environment, as a Space's tokens are; no response may ever contain it.
+FAKE_SECRET = "hf_FakeSpaceSecret4bW9tZXRoaW5nIHNlY3JldA"
+
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------ helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except OSError:
+        return None
+
+
+def start_app(python: str, cwd: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str, float]:
+    """Start `python app.py` (space/app.py under the repo) on a free loopback port; wait for HTTP 200.
+    Returns (process, url, seconds until the first 200)."""
+    port = free_port()
+    app = "app.py" if (cwd / "app.py").is_file() else "space/app.py"
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **env}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [python, app],
+        cwd=cwd,
+        env=full_env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    while http_status(url) != 200:
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() - t0 > 120:
+            stop_app(proc)
+            pytest.fail(f"no HTTP 200 from {url} within 120 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return proc, url, time.monotonic() - t0
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop the app and everything it started (its session: the sandbox zygote and workers)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (the sandbox zygote and its workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app from the repo, with a fake secret in its environment; shared by the browser and load tests."""
+    log = tmp_path_factory.mktemp("space") / "app.log"
+    proc, url, _ = start_app(
+        sys.executable, REPO, log, HF_TOKEN=FAKE_SECRET, DEEPMATH_FAKE_SECRET=FAKE_SECRET
+    )
+    yield proc, url, log
+    stop_app(proc)
+
+
+# ------------------------------------------------------------------ a real browser
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium for Playwright (Playwright's own browser download is not used). Missing: skip with the
+    reason in the warnings summary too (shown without -rs), or, with CI=true, fail."""
+    missing = None
+    path = shutil.which("chromium")
+    if path is None:
+        missing = "no chromium on PATH (apt-get install chromium; `make test` does it when CI=true)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is missing (pip install -e '.[dev]')"
+    if missing is not None:
+        if CI:
+            pytest.fail(f"CI must run the Space's browser test: {missing}")
+        warnings.warn(f"the Space's browser test skipped: {missing}", UserWarning, stacklevel=1)
+        pytest.skip(f"the Space's browser test needs a browser: {missing}")
+    return path
+
+
+@pytest.mark.timeout(900)
+def test_browser_solves_with_the_tool_and_streams_the_trace(chromium, app):
+    """A visitor asks smol "What is 123*457?" with the tool on: the code, its output and 56211 appear."""
+    from playwright.sync_api import expect, sync_playwright
+
+    proc, url, log = app
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(url)
+            page.get_by_label("Problem").fill("What is 123*457?")
+            page.get_by_label("smol").check()
+            expect(page.get_by_label("Tool (Python sandbox)")).to_be_checked()
+            page.get_by_role("button", name="Solve", exact=True).click()
+            # the first use of smol converts its GGUF once (~45 s on 2 cores), then loads and generates
+            summary = page.locator("#dm-summary")
+            expect(summary).to_contain_text("Answer: 56211", timeout=600_000)
+            expect(summary).to_contain_text("1 tool call")
+            expect(summary).to_contain_text("Weights:")
+            expect(page.locator(".dm-code").first).to_contain_text("123*457")
+            expect(page.locator(".dm-output").first).to_contain_text("56211")
+            expect(page.locator(".dm-answer").first).to_contain_text("56211")
+            FIGURE.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(FIGURE), full_page=True)
+        finally:
+            browser.close()
+    assert proc.poll() is None, log.read_text()[-3000:]
+
+
+# ------------------------------------------------------------------ load
+@pytest.fixture(scope="module")
+def nano_solved() -> list[tuple[str, str]]:
+    """(problem, answer) pairs that the nano weights the Space serves solve with a tool call under its greedy
+    decoding. Found in-process with the library, so the load test follows the weights when they are retrained."""
+    from deepmath_lib.agent import run_agent
+    from deepmath_lib.backends import make_backend
+    from deepmath_lib.models import trained_model_path
+    from deepmath_lib.nano import generate_problems
+    from deepmath_lib.profiles import Sampling, get_profile
+
+    profile = get_profile("nano")
+    backend = make_backend(profile, model_path=trained_model_path(profile))
+    budget = min(profile.eval_sampling.max_model_tokens, 256)  # space/app.py: MAX_MODEL_TOKENS
+    pool = generate_problems(64, split="eval", seed=0)
+    trajs = run_agent(
+        backend,
+        [p["problem"] for p in pool],
+        profile,
+        sampling=Sampling(temperature=0.0, top_p=1.0, top_k=0, max_model_tokens=budget),
+    )
+    backend.close()
+    solved = [
+        (p["problem"], p["answer"])
+        for p, t in zip(pool, trajs, strict=True)
+        if t.calls and t.answer == p["answer"]
+    ]
+    assert len(solved) >= 13, f"the nano weights solve only {len(solved)} of 64 eval problems with a call"
+    return solved
+
+
+_OS = "g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__\n"
+
+
+def hostile_snippets(app_pid: int, port: int) -> dict[str, str]:
+    """Snippets a hostile visitor sends to the Sandbox tab (the `os` module reached without importing it)."""
+    return {
+        "fork bomb": _OS + "while True:\n    g['fork']()",
+        "memory hog": "xs = []\nwhile True:\n    xs.append(bytearray(10**8))",
+        "cpu loop": "while True:\n    pass",
+        "/etc/shadow": "print(open('/etc/shadow').read())",
+        "the app's source": f"print(open({str(REPO / 'space' / 'app.py')!r}).read())",
+        "the app's environment": f"print(open('/proc/{app_pid}/environ').read())",
+        "environment secrets": _OS + "print(dict(g['environ']))\nprint(g['system']('env'))",
+        "socket to the app": f"import socket\nprint(socket.create_connection(('127.0.0.1', {port})).recv(99))",
+    }
+
+
+@pytest.mark.timeout(900)
+def test_load_hostile_and_normal_requests(app, nano_solved):
+    """20 concurrent requests on loopback: 12 nano problems and 8 hostile snippets. The server stays up, answers
+    the problems correctly, bounds the snippets (error or timeout, no secret), and returns to its baseline memory
+    and process count."""
+    from gradio_client import Client
+
+    proc, url, log = app
+    client = Client(url, verbose=False)
+    # warm-up: the nano model, the zygote and every code path the load takes, so the baseline includes them;
+    # the trace streams: the code block shows (and runs) before its output block, and both before the answer
+    (warm_problem, warm_answer), normal = nano_solved[0], nano_solved[1:13]
+    warm = client.submit(warm_problem, "nano", True, api_name="/solve")
+    warm.result(timeout=300)
+    updates = [trace for trace, _ in warm.outputs()]
+    assert f"**Answer: {warm_answer}**" in warm.outputs()[-1][1], warm.outputs()[-1]
+    assert any("dm-code" in u and "dm-running" in u and "dm-output" not in u for u in updates), updates
+    assert any("dm-output" in u and "dm-answer" not in u for u in updates), updates
+    client.predict("print(1)", api_name="/sandbox")
+    time.sleep(2)
+    base_rss, base_procs = rss_mb(proc.pid), len(descendants(proc.pid))
+
+    hostile = hostile_snippets(proc.pid, int(url.rsplit(":", 1)[1].strip("/")))
+    t0 = time.monotonic()
+    jobs = [("normal", q, a, client.submit(q, "nano", True, api_name="/solve")) for q, a in normal]
+    jobs += [
+        ("hostile", name, None, client.submit(code, api_name="/sandbox")) for name, code in hostile.items()
+    ]
+    assert len(jobs) == 20
+    peak_rss = base_rss
+    while not all(job.done() for *_, job in jobs):
+        peak_rss = max(peak_rss, rss_mb(proc.pid))
+        assert time.monotonic() - t0 < 600, "the load did not finish within 10 minutes"
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+
+    wrong = []
+    for kind, name, answer, job in jobs:
+        first, second = job.result(timeout=60)
+        assert FAKE_SECRET not in first + second, f"{name}: the secret leaked"
+        if kind == "normal":
+            if f"**Answer: {answer}**" not in second:
+                wrong.append((name, answer, second))
+        else:  # an error or a timeout; only the escape to `os` may succeed, and it finds an empty environment
+            ended = second.startswith(("**Error**", "**Timed out**"))
+            assert ended or name == "environment secrets", (name, second)
+            for leak in ("root:", "SOLVE_CONCURRENCY", "DEEPMATH_FAKE_SECRET", "HF_TOKEN", "HTTP/1.1"):
+                assert leak not in first, (name, leak, first)
+    assert not wrong, wrong
+    assert proc.poll() is None and http_status(url) == 200, log.read_text()[-3000:]
+
+    # Memory and processes return near the baseline (workers killed, batches freed).
+    deadline = time.monotonic() + 30
+    while True:
+        rss, procs = rss_mb(proc.pid), len(descendants(proc.pid))
+        if (rss <= base_rss + 150 and procs <= base_procs) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print(
+        f"load: 20 requests in {wall:.1f} s; app RSS {base_rss:.0f} MB before, {peak_rss:.0f} peak, "
+        f"{rss:.0f} after; processes below the app {base_procs} before, {procs} after"
+    )
+    assert procs <= base_procs, f"{procs - base_procs} sandbox processes left behind"
+    assert rss <= base_rss + 150, f"RSS {rss:.0f} MB after the load vs {base_rss:.0f} MB before"
+    assert FAKE_SECRET not in log.read_text()
+
+
+# ------------------------------------------------------------------ the exact install route of a Space
+@pytest.mark.timeout(1500)
+def test_space_bundle_installs_in_a_fresh_venv_and_serves(tmp_path):
+    """`make space-bundle`'s folder, installed as its Dockerfile does (a fresh venv, `pip install -r
+    requirements.txt` in the folder), serves HTTP 200 and solves a nano problem with the weights from the wheel."""
+    out = tmp_path / "space"
+    subprocess.run([sys.executable, str(REPO / "space" / "bundle.py"), "--out", str(out)], check=True)
+    names = sorted(p.name for p in out.iterdir())
+    wheels = [n for n in names if n.endswith(".whl")]
+    assert {"app.py", "Dockerfile", "README.md", "requirements.txt"} <= set(names) and len(wheels) == 1, names
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("---\n") and "sdk: docker" in readme and "app_port: 7860" in readme
+    requirements = (out / "requirements.txt").read_text()
+    assert f"./{wheels[0]}[space]" in requirements and "torch==2.13.0" in requirements
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    # The Dockerfile's install, with two differences in how pip works, not in what it installs: no byte-compiling
+    # (a minute on 2 cores), and no retries against a package index this machine cannot resolve (the CPU torch
+    # index behind a closed network: pip would retry it ~13 s for each of ~100 packages).
+    pip_env = dict(os.environ)
+    try:
+        socket.getaddrinfo("download.pytorch.org", 443)
+    except OSError:
+        pip_env["PIP_RETRIES"] = "0"
+    t0 = time.monotonic()
+    pip = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-compile", "-r", "requirements.txt"],
+        cwd=out,
+        env=pip_env,
+        capture_output=True,
+        text=True,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    install_s = time.monotonic() - t0
+    where = subprocess.run(
+        [python, "-c", "import deepmath_lib, torch; print(deepmath_lib.__file__, torch.__version__)"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(venv) in where and "+cpu" in where, where
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["DEEPMATH_CACHE"] = str(tmp_path / "cache")
+    log = tmp_path / "app.log"
+    port = free_port()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [python, "app.py"],
+        cwd=out,
+        env={**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while http_status(url) != 200:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - t0 < 120, log.read_text()[-3000:]
+            time.sleep(0.5)
+        up_s = time.monotonic() - t0
+        from gradio_client import Client
+
+        _, summary = Client(url, verbose=False).predict(
+            "What is 7^23 mod 13?", "nano", True, api_name="/solve"
+        )
+        # the model ran (to an answer or not: the load test checks answers) with the weights inside the wheel
+        assert "model tokens" in summary and "shipped with the package" in summary, summary
+    finally:
+        stop_app(proc)
+    print(f"space bundle: pip install {install_s:.0f} s, HTTP 200 after {up_s:.1f} s")

@@ -234,7 +234,7 @@ def evaluate(
         raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
     samples = samples or prof.eval_samples
     n_problems = n_problems or prof.eval_n_problems
-    if samples < 1 or n_problems < 1:
+    if samples < 1 or (n_problems is not None and n_problems < 1):  # None: the whole set
         raise ValueError(f"samples and problems must be positive, got {samples} and {n_problems}")
     if samples > 1 and prof.eval_sampling.temperature == 0:
         raise ValueError(

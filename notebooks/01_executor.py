@@ -213,7 +213,7 @@ from IPython.display import Image, display
 from deepmath_lib.bench.sandbox import format_table, measure
 from deepmath_lib.plots import plot_sandbox_latency
 
-bench = measure(repeats=5 if quick else 30, slow_repeats=1 if quick else 3)
+bench = measure(quick=quick)
 print(format_table(bench))
 path = plot_sandbox_latency(bench, figures_dir)
 display(Image(filename=str(path)))

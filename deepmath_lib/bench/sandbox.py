@@ -32,9 +32,13 @@ def _median_ms(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times) * 1e3
 
 
-def measure(repeats: int = 30, slow_repeats: int = 3) -> dict:
-    """Return {"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ratios...}."""
+def measure(repeats: int = 30, slow_repeats: int = 3, quick: bool = False) -> dict:
+    """Return {"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ratios...}. `quick` (notebook 01 under
+    nbval): 5 repeats and 1 of the slow executors instead of `repeats` and `slow_repeats`."""
     from ..sandbox import Sandbox, start_zygote
+
+    if quick:
+        repeats, slow_repeats = 5, 1
 
     start_zygote()
     lat: dict[str, dict[str, float]] = {}

@@ -9,6 +9,7 @@ serves notebooks, the CLI, GRPO rollouts and evaluation; the backend decides how
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -121,6 +122,7 @@ async def run_trajectory(
     problem: str = "",
     sandbox_factory: Callable[[], Any] | None = None,
     tag: int = 0,
+    closers: list | None = None,
 ) -> Trajectory:
     """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached) or error."""
     tok = backend.tokenizer
@@ -134,7 +136,13 @@ async def run_trajectory(
     steps = 0
     since_call: list[int] = []  # generated ids since the last call (a call may span steps)
     resume_step = False
-    backend.trajectory_started()
+    backend.trajectory_started(tag)
+    # the sandbox starts while the first step generates, so the first call does not wait for it
+    starting = (
+        asyncio.ensure_future(asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile)))
+        if tool
+        else None
+    )
     try:
         while True:
             remaining = budget - traj.model_tokens
@@ -173,7 +181,7 @@ async def run_trajectory(
                 break
             code = extract_code(tok.decode(since_call, skip_special_tokens=False), profile)
             if sandbox is None:
-                sandbox = await asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile))
+                sandbox = await starting
             if code is None:
                 call = Call(code="", output="error: code block has no opening tag", ok=False)
             else:
@@ -193,9 +201,13 @@ async def run_trajectory(
         traj.finish_reason = "error"
         traj.error = f"{type(exc).__name__}: {exc}"
     finally:
-        backend.trajectory_finished()
-        if sandbox is not None:
-            await asyncio.to_thread(sandbox.close)
+        backend.trajectory_finished(tag)
+        if starting is not None:
+            closing = asyncio.ensure_future(_close_sandbox(starting))
+            if closers is None:
+                await closing
+            else:  # the caller awaits it later, so the next trajectory starts without waiting for the close
+                closers.append(closing)
     traj.text = "".join(segments)
     traj.logprobs = logprobs if have_logprobs and logprobs else None
     # The answer is the model's own prose: neither code nor executor output can supply it.
@@ -205,6 +217,12 @@ async def run_trajectory(
     if traj.finish_reason == "eos" and traj.answer is not None:
         traj.finish_reason = "answer"
     return traj
+
+
+async def _close_sandbox(starting: asyncio.Future) -> None:
+    with contextlib.suppress(Exception):  # a sandbox that failed to start has nothing to close
+        sandbox = await starting
+        await asyncio.to_thread(sandbox.close)
 
 
 def _run_sync(coro):
@@ -255,6 +273,7 @@ def run_agent(
     concurrency = concurrency or profile.concurrency
     if seed is not None:
         torch.manual_seed(seed)
+    run_seed = int(torch.randint(0, 2**62, ()).item())  # from the (seeded) global generator
     tok = backend.tokenizer
     prompts = (
         [list(p) for p in prompt_ids]
@@ -262,8 +281,16 @@ def run_agent(
         else [prompt_ids_for(tok, p, profile, tool) for p in problems]
     )
     jobs = [(i, j) for i in range(len(problems)) for j in range(samples)]
+    backend.start_run(len(jobs), concurrency, run_seed)
 
     async def main() -> list[Trajectory]:
+        # Sandbox starts, calls and closes run in threads (they block on a socket): enough threads that no
+        # trajectory's call queues behind the others' (the default pool has cores + 4).
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=2 * concurrency + 4, thread_name_prefix="sandbox")
+        )
         sem = asyncio.Semaphore(concurrency)
         bar = None
         if progress:
@@ -282,6 +309,7 @@ def run_agent(
                     problem=problems[i],
                     sandbox_factory=sandbox_factory,
                     tag=idx,
+                    closers=closers,
                 )
             if on_result is not None:
                 on_result(idx, traj)
@@ -289,9 +317,11 @@ def run_agent(
                 bar.update(1)
             return traj
 
+        closers: list = []
         try:
             return await asyncio.gather(*(one(idx, i) for idx, (i, _) in enumerate(jobs)))
         finally:
+            await asyncio.gather(*closers, return_exceptions=True)
             if bar is not None:
                 bar.close()
 

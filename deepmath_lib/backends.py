@@ -4,8 +4,8 @@
 (the code-close tag: a token id or a string), EOS, or the token limit, and returns the new token ids. The agent loop
 runs one coroutine per trajectory; each backend decides how to serve them concurrently:
 
-- `TransformersBackend`: collects the pending requests of all live trajectories and runs them as one batched
-  `generate` in a worker thread (deterministic rounds: a batch is flushed when every live trajectory is waiting).
+- `TransformersBackend`: continuous batching in a worker thread (`batching.SlotEngine`): a trajectory that stops
+  frees its slot at once, a waiting one joins at the next decode step and reuses its cached keys and values.
 - `VLLMBackend`: vLLM's `AsyncLLM`, one request per coroutine (continuous batching on the GPU).
 - `OpenAIBackend`: concurrent `/v1/completions` requests to a vLLM / SGLang / llama.cpp server, token ids in and out.
 """
@@ -73,10 +73,13 @@ class Backend:
         """Continue `ids` by at most `max_new_tokens`; `tag` (the trajectory index) orders batched requests."""
         raise NotImplementedError
 
-    # Hooks the agent loop calls so batching backends know how many trajectories can still send requests.
-    def trajectory_started(self) -> None: ...
+    # Hooks the agent loop calls so batching backends know which trajectories can still send requests.
+    def start_run(self, n_jobs: int, concurrency: int, seed: int) -> None:
+        """A run of trajectories 0..n_jobs-1 begins; they start in index order, `concurrency` at a time."""
 
-    def trajectory_finished(self) -> None: ...
+    def trajectory_started(self, tag: int = 0) -> None: ...
+
+    def trajectory_finished(self, tag: int = 0) -> None: ...
 
     @contextlib.contextmanager
     def executing(self):
@@ -131,10 +134,10 @@ class BatchedBackend(Backend):
         self._executing = 0
         self._running = False
 
-    def trajectory_started(self) -> None:
+    def trajectory_started(self, tag: int = 0) -> None:
         self._live += 1
 
-    def trajectory_finished(self) -> None:
+    def trajectory_finished(self, tag: int = 0) -> None:
         self._live -= 1
         self._schedule_flush()
 
@@ -187,77 +190,51 @@ class BatchedBackend(Backend):
         raise NotImplementedError
 
 
-class TransformersBackend(BatchedBackend):
-    """Batched generation across trajectories with `model.generate` (CPU or a single GPU)."""
+class TransformersBackend(Backend):
+    """Continuous batching across trajectories over a Hugging Face model (CPU or one GPU): see `batching`.
 
-    def __init__(self, model, tokenizer, max_batch: int = 64):
-        import torch
+    `deterministic` (default) fixes when each request joins the batch by decode-step count, so sampled tokens do
+    not depend on how fast sandbox calls return; `max_batch` is the number of slots."""
 
-        super().__init__(tokenizer, _eos_ids(tokenizer, model), max_batch)
+    def __init__(self, model, tokenizer, max_batch: int = 64, deterministic: bool = True):
+        from .batching import SlotEngine
+
         self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(tokenizer, model)
+        self.max_batch = max_batch
         self.device = next(model.parameters()).device
-        self._torch = torch
+        self.engine = SlotEngine(model, tokenizer, self.eos_ids, max_batch, deterministic=deterministic)
 
     @classmethod
-    def from_profile(cls, profile: Profile, model_path: str | None = None, device: str | None = None):
+    def from_profile(
+        cls,
+        profile: Profile,
+        model_path: str | None = None,
+        device: str | None = None,
+        deterministic: bool = True,
+    ):
         import torch
 
         if device is None or device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         model, tok = load_model(profile, model_path=model_path, device=device)
-        return cls(model, tok, max_batch=profile.concurrency)
+        return cls(model, tok, max_batch=profile.concurrency, deterministic=deterministic)
 
-    def _generate_batch(self, batch: list[_Request]) -> list[GenOutput]:
-        torch = self._torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    async def generate(
+        self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
+    ) -> GenOutput:
+        new, finish = await self.engine.submit(ids, max_new_tokens, sampling, stop, tag)
+        return GenOutput(new, finish)
 
-        # Requests in one batch share sampling settings (one agent run); group otherwise.
-        sampling = batch[0].sampling
-        pad = self.tokenizer.pad_token_id
-        width = max(len(r.ids) for r in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, req in enumerate(batch):  # left padding
-            input_ids[row, width - len(req.ids) :] = torch.tensor(req.ids)
-            attention[row, width - len(req.ids) :] = 1
-        limits = torch.tensor([r.max_new for r in batch])
-        stop_ids = torch.tensor(sorted({t for r in batch for t in r.stop.token_ids} | set(self.eos_ids)))
-        pair_stops = [r.stop if r.stop.pairs else None for r in batch]
-        tok = self.tokenizer
+    def start_run(self, n_jobs: int, concurrency: int, seed: int) -> None:
+        self.engine.start_run(n_jobs, concurrency, seed)
 
-        class _RowStop(StoppingCriteria):
-            """Per-row stop: stop token, stop string in the newest tokens, or the row's own token limit."""
+    def trajectory_finished(self, tag: int = 0) -> None:
+        self.engine.trajectory_finished(tag)
 
-            def __call__(self, seqs, scores, **kwargs):
-                n_new = seqs.shape[1] - width
-                # on the generation device: a CPU tensor here fails on CUDA ("test_elements is on cpu")
-                done = torch.isin(seqs[:, -1], stop_ids.to(seqs.device)) | (limits.to(seqs.device) <= n_new)
-                for row, st in enumerate(pair_stops):
-                    if st is not None and not done[row]:
-                        done[row] = st.hit(tok.decode(seqs[row, width:], skip_special_tokens=False))
-                return done.to(seqs.device)
-
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=int(limits.max()),
-            pad_token_id=pad,
-            eos_token_id=list(self.eos_ids),
-            stopping_criteria=StoppingCriteriaList([_RowStop()]),
-        )
-        if sampling.temperature and sampling.temperature > 0:
-            kwargs.update(
-                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
-            )
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
-            )
-        results = []
-        for row, req in enumerate(batch):
-            new = out[row, width:].tolist()
-            results.append(cut_at_stop(tok, new, req.stop, self.eos_ids, req.max_new))
-        return results
+    def close(self) -> None:
+        self.engine.close()
 
 
 RawGenerate = Callable[[list[int], int, list[str], list[int]], Awaitable[GenOutput]]
@@ -394,11 +371,15 @@ class VLLMBackend(Backend):
             **engine_kwargs,
         )
 
-    async def _raw(self, ids: list[int], max_new: int, stop_strs: list[str], stop_ids: list[int], sampling):
+    async def _raw(
+        self, ids: list[int], max_new: int, stop_strs: list[str], stop_ids: list[int], sampling, **extra: Any
+    ):
+        """One engine request; `extra` goes to `SamplingParams` (the rollout bench's fixed-length rows)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         params = SamplingParams(
+            **extra,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1,

@@ -90,7 +90,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench_main(n=args.n or 8000, suite=args.suite, save=save)
     from .bench.rollouts import bench_main
 
-    return bench_main(profile=args.profile, n=args.n or 64, backend=args.backend, save=save)
+    return bench_main(
+        profile=args.profile,
+        n=args.n or 256,
+        backend=args.backend,
+        save=save,
+        slots=args.slots,
+        seq_n=args.seq_n,
+        repeats=args.rollout_repeats,
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -209,7 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("what", choices=["sandbox", "rollouts", "grading"])
     p.add_argument("--profile", default="nano", choices=profiles, help="rollouts only")
-    p.add_argument("--n", type=int, default=None, help="rollouts: trajectories (64); grading: answers (8000)")
+    p.add_argument(
+        "--n", type=int, default=None, help="rollouts: trajectories (256); grading: answers (8000)"
+    )
+    p.add_argument(
+        "--slots", type=int, default=64, help="rollouts: trajectories in flight (and raw batch rows)"
+    )
+    p.add_argument("--seq-n", type=int, default=32, help="rollouts: trajectories of the one-at-a-time run")
+    p.add_argument(
+        "--rollout-repeats", type=int, default=3, help="rollouts: runs of each measurement (medians reported)"
+    )
     p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
     p.add_argument(
         "--suite", action="store_true", help="grading: also score the labelled suite, ours vs bare"

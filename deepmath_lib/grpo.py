@@ -414,7 +414,7 @@ def agent_check(
 def _load_policy(profile: Profile, device: str):
     from .backends import load_model
 
-    return load_model(profile, device=device)
+    return load_model(profile, device=device, training=True)
 
 
 def train(

@@ -197,15 +197,42 @@ def split_weights(profile: Profile, model_path: str | None) -> tuple[str, str | 
     return str(model_path), None
 
 
-def load_model(profile: Profile, model_path: str | None = None, device: str = "cpu"):
-    """(model, tokenizer) for the transformers backend and GRPO.
+def bf16_fast(device: str = "cpu") -> bool:
+    """Whether bfloat16 inference is native here: a GPU that supports it, or a CPU with vector kernels (AVX2 or
+    better; on such a CPU bf16 halves the memory traffic of a small model's decoding). Checked at run time."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"):
+        return False
+    try:
+        x = torch.ones((4, 4), dtype=torch.bfloat16)
+        return bool((x @ x)[0, 0] == 4)
+    except RuntimeError:
+        return False
+
+
+def resolve_dtype(profile: Profile, device: str = "cpu", training: bool = False):
+    """The torch dtype to load `profile`'s model in. "auto": bfloat16 where `bf16_fast`, else float32; a policy
+    being trained on a CPU stays float32 (its optimizer steps are too small for bf16)."""
+    import torch
+
+    if profile.dtype != "auto":
+        return getattr(torch, profile.dtype)
+    if training and not str(device).startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if bf16_fast(device) else torch.float32
+
+
+def load_model(profile: Profile, model_path: str | None = None, device: str = "cpu", training: bool = False):
+    """(model, tokenizer) for the transformers backend and GRPO (`training`: the policy to train).
 
     `model_path` None: the base model with no adapter. Else a full model folder / hub id, or a LoRA adapter
-    (folder or hub id), merged into the base model."""
-    import torch
+    (folder or hub id), merged into the base model. The dtype comes from `resolve_dtype`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = getattr(torch, profile.dtype)
+    dtype = resolve_dtype(profile, device, training)
     source, adapter = split_weights(profile, model_path)
     if profile.gguf_file and model_path is None and not Path(source).is_dir():  # pragma: no cover
         raise RuntimeError(f"could not convert the GGUF model of {profile.name}")

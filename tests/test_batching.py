@@ -1,0 +1,180 @@
+"""The continuous-batching engine behind TransformersBackend: same tokens as `generate`, cache rows reused across a
+trajectory's calls, reproducible whatever the sandbox's timing, slots freed and refilled."""
+
+import asyncio
+import random
+import time
+
+import pytest
+import torch
+
+from deepmath_lib.agent import default_sandbox_factory, prompt_ids_for, run_agent
+from deepmath_lib.backends import Stop, TransformersBackend
+from deepmath_lib.profiles import Sampling, get_profile
+
+PROFILE = get_profile("nano")
+GREEDY = Sampling(temperature=0.0, top_p=1.0, top_k=0, max_model_tokens=40)
+
+
+@pytest.fixture(scope="module")
+def nano():
+    from deepmath_lib.nano import generate_problems, load_nano
+
+    model, tok = load_nano()
+    problems = [p["problem"] for p in generate_problems(24, split="eval")]
+    return model, tok, problems
+
+
+def _hf_greedy(model, tok, ids: list[int], n: int, eos) -> list[int]:
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=torch.tensor([ids]),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=list(eos),
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def _gen(backend, requests):
+    """Run (ids, max_new, stop, tag) requests concurrently through one backend; their outputs in order."""
+
+    async def go():
+        return await asyncio.gather(*(backend.generate(i, m, GREEDY, s, tag=t) for i, m, s, t in requests))
+
+    return asyncio.run(go())
+
+
+def test_greedy_batch_matches_generate_row_by_row(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=5)  # fewer slots than requests: slots are refilled
+    prompts = [prompt_ids_for(tok, p, PROFILE, tool=False) for p in problems[:9]]
+    prompts[3] = prompts[3] + prompts[4][:7]  # uneven lengths
+    outs = _gen(backend, [(p, 30, Stop(), i) for i, p in enumerate(prompts)])
+    for p, out in zip(prompts, outs, strict=True):
+        want = _hf_greedy(model, tok, p, 30, backend.eos_ids)
+        assert out.token_ids == want
+        assert out.finish == ("eos" if want[-1] in backend.eos_ids else "length")
+    stats = backend.engine.stats
+    assert stats["prefills"] >= 2  # later requests joined a running batch
+    backend.close()
+
+
+def test_continuation_reuses_the_cache_and_matches_a_fresh_prefill(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=4)
+    prompt = prompt_ids_for(tok, problems[0], PROFILE, tool=True)
+    first = _gen(backend, [(prompt, 12, Stop(), 0)])[0]
+    forced = tok.encode(
+        "\n```output\n123\n```\n", add_special_tokens=False
+    )  # a tool output, as the agent appends
+    cont = prompt + first.token_ids + forced
+    reused_before = backend.engine.stats["reused_tokens"]
+    second = _gen(backend, [(cont, 15, Stop(), 0)])[0]
+    # everything but the last sampled token and the forced block came from the kept cache row
+    assert backend.engine.stats["reused_tokens"] - reused_before == len(prompt) + len(first.token_ids) - 1
+    assert second.token_ids == _hf_greedy(model, tok, cont, 15, backend.eos_ids)
+    backend.close()
+
+
+def test_stops_limits_and_empty_requests(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=4)
+    prompt = prompt_ids_for(tok, problems[1], PROFILE, tool=False)
+    free = _hf_greedy(model, tok, prompt, 25, backend.eos_ids)
+    stop_id = free[4]
+    outs = _gen(
+        backend,
+        [(prompt, 25, Stop(token_ids=(stop_id,)), 0), (prompt, 3, Stop(), 1), (prompt, 0, Stop(), 2)],
+    )
+    cut = free.index(stop_id) + 1
+    assert outs[0].token_ids == free[:cut] and outs[0].finish == "stop"
+    assert outs[1].token_ids == free[:3] and outs[1].finish == "length"
+    assert outs[2].token_ids == [] and outs[2].finish == "length"
+    # a close string after its open string stops; the open string alone does not
+    text = tok.decode(free, skip_special_tokens=False)
+    close = text[6:8]
+    pair = Stop(pairs=((text[2:4], close),))
+    out = _gen(backend, [(prompt, 25, pair, 3)])[0]
+    assert pair.hit(tok.decode(out.token_ids, skip_special_tokens=False)) and out.finish == "stop"
+    assert not pair.hit(tok.decode(out.token_ids[:-1], skip_special_tokens=False))
+    backend.close()
+
+
+class _Jittery:
+    """A real sandbox whose calls and start take a random extra time: the batch must not depend on it."""
+
+    def __init__(self, rng: random.Random):
+        self.inner = default_sandbox_factory(PROFILE)()
+        self.rng = rng
+        time.sleep(rng.random() * 0.03)
+
+    def run(self, code):
+        time.sleep(self.rng.random() * 0.05)
+        return self.inner.run(code)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_deterministic_whatever_the_sandbox_timing(nano):
+    model, tok, problems = nano
+    from deepmath_lib.models import load_model, trained_model_path
+
+    trained, _ = load_model(PROFILE, model_path=trained_model_path(PROFILE))  # it calls the tool
+    runs = []
+    for seed in (1, 2):
+        rng = random.Random(seed)
+        backend = TransformersBackend(trained, tok, max_batch=6)
+        trajs = run_agent(
+            backend,
+            problems[:16],
+            PROFILE,
+            sampling=PROFILE.train_sampling,
+            seed=5,
+            concurrency=10,
+            sandbox_factory=lambda rng=rng: _Jittery(rng),
+        )
+        backend.close()
+        runs.append(trajs)
+    a, b = runs
+    assert sum(len(t.calls) for t in a) >= 8  # the tool was used, so trajectories left and rejoined the batch
+    assert [t.completion_ids for t in a] == [t.completion_ids for t in b]
+    # and a different seed samples differently
+    backend = TransformersBackend(trained, tok, max_batch=6)
+    c = run_agent(backend, problems[:16], PROFILE, sampling=PROFILE.train_sampling, seed=6, concurrency=10)
+    backend.close()
+    assert [t.completion_ids for t in c] != [t.completion_ids for t in a]
+
+
+def test_fast_mode_completes_every_trajectory(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=4, deterministic=False)
+    trajs = run_agent(backend, problems[:10], PROFILE, sampling=PROFILE.train_sampling, seed=1, concurrency=7)
+    backend.close()
+    assert len(trajs) == 10 and all(t.finish_reason != "error" for t in trajs)
+    for t in trajs:
+        assert len(t.env_mask) == len(t.completion_ids)
+
+
+def test_a_failing_forward_fails_its_requests_and_the_engine_recovers(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=4)
+    prompt = prompt_ids_for(tok, problems[2], PROFILE, tool=False)
+    real = backend.engine._forward
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("forward exploded")
+        return real(*a, **k)
+
+    backend.engine._forward = flaky
+    with pytest.raises(RuntimeError, match="forward exploded"):
+        _gen(backend, [(prompt, 10, Stop(), 0)])
+    backend.engine._forward = real
+    out = _gen(backend, [(prompt, 10, Stop(), 1)])[0]
+    assert out.token_ids == _hf_greedy(model, tok, prompt, 10, backend.eos_ids)
+    backend.close()

@@ -148,12 +148,25 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
             r = load(name, bench_dir)
         except FileNotFoundError:
             continue
+        if "fraction_of_raw" not in r:  # stored before the raw figure existed
+            continue
+        from .bench.rollouts import GOALS as RGOALS
+
         lines += [
             "",
-            f"{title} — {r['n']} agent trajectories (same model, sampling and budget) with all {r['n']} in flight "
-            f"vs one at a time, {r['backend']} backend: {r['concurrent_seconds']:.1f} s vs "
-            f"{r['sequential_seconds']:.1f} s, **{r['speedup']:.2f}x** the model tokens per second "
-            f"({r['concurrent_model_tokens_per_s']:,.1f} vs {r['sequential_model_tokens_per_s']:,.1f}; "
+            f"{title} — {r['n']} agent trajectories with {r['slots']} slots in flight, against one at a time "
+            f"({r['sequential_trajectories']} trajectories) and against raw batched `generate` ({r['raw_rows']} rows "
+            f"x {r['raw_new_tokens_per_row']} tokens, the trajectories' mean), same model and sampling, "
+            f"{r['backend']} backend ({r['mode']} mode; median of {r['repeats']} interleaved runs):",
+            "",
+            "| | model tokens/s |",
+            "|---|---|",
+            f"| raw batched generate | {r['raw_model_tokens_per_s']:,.0f} |",
+            f"| agent loop, {r['slots']} in flight | {r['concurrent_model_tokens_per_s']:,.0f} |",
+            f"| agent loop, one at a time | {r['sequential_model_tokens_per_s']:,.0f} |",
+            "",
+            f"**{r['speedup']:.2f}x** concurrent over one at a time (goal ≥ {RGOALS['rollout_speedup']:g}x); the loop "
+            f"reaches **{r['fraction_of_raw']:.0%}** of raw generation (goal ≥ {RGOALS['fraction_of_raw']:.0%}; "
             f"{_conditions(r['conditions'])}).",
         ]
     return "\n".join(lines)

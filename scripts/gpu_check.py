@@ -147,18 +147,11 @@ def scripted_backend_class():
             self.call_ids = tokenizer.encode(SCRIPTED_CALL, add_special_tokens=False)
             self.scripted = 0
 
-        def _generate_batch(self, batch):
-            first = [r.key % 2 == 0 and r.ids[-len(self.header) :] == self.header for r in batch]
-            rest = [r for r, f in zip(batch, first, strict=True) if not f]
-            outs = iter(super()._generate_batch(rest) if rest else [])
-            results = []
-            for r, f in zip(batch, first, strict=True):
-                if f:
-                    self.scripted += 1
-                    results.append(GenOutput(list(self.call_ids[: r.max_new]), "stop"))
-                else:
-                    results.append(next(outs))
-            return results
+        async def generate(self, ids, max_new_tokens, sampling, stop, tag=0):
+            if tag % 2 == 0 and ids[-len(self.header) :] == self.header:  # an even trajectory's first segment
+                self.scripted += 1
+                return GenOutput(list(self.call_ids[:max_new_tokens]), "stop")
+            return await super().generate(ids, max_new_tokens, sampling, stop, tag)
 
     return ScriptedFirstCall
 

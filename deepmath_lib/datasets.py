@@ -41,6 +41,7 @@ class DatasetSpec:
     configs: tuple[str | None, ...] = (None,)
     expected: int | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    local: str | None = None  # a file committed in this repo (relative to its root), read instead of the hub
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -68,6 +69,11 @@ DATASETS: dict[str, DatasetSpec] = {
         "hle_math", "HLE (math, exact match, text only)", "cais/hle", "test", aliases=("hle",)
     ),
     "nano": DatasetSpec("nano", "nano (synthetic)", None, "eval"),
+    # smol's GRPO held-out set: 200 problems of the nano generator's "heldout" split (seed 0), committed before
+    # training (data/heldout/README.md); disjoint from every training problem
+    "heldout200": DatasetSpec(
+        "heldout200", "held-out 200 (synthetic)", None, None, expected=200, local="data/heldout/heldout200.jsonl"
+    ),
 }
 KNOWN_NAMES: tuple[str, ...] = tuple(DATASETS)
 
@@ -118,6 +124,10 @@ def load_problems(name_or_path: str, n: int | None = None, split: str | None = N
     if name is not None and not path.exists():
         if name in GENERATORS:
             rows, label = GENERATORS[name](n, split or DATASETS[name].split), DATASETS[name].label
+        elif DATASETS[name].local:
+            from .paths import REPO_ROOT
+
+            rows, label = _read_local(REPO_ROOT / DATASETS[name].local, None), DATASETS[name].label
         else:
             rows, label = _load_hub(DATASETS[name], split), DATASETS[name].label
         kind = name

@@ -72,7 +72,12 @@ DATASETS: dict[str, DatasetSpec] = {
     # smol's GRPO held-out set: 200 problems of the nano generator's "heldout" split (seed 0), committed before
     # training (data/heldout/README.md); disjoint from every training problem
     "heldout200": DatasetSpec(
-        "heldout200", "held-out 200 (synthetic)", None, None, expected=200, local="data/heldout/heldout200.jsonl"
+        "heldout200",
+        "held-out 200 (synthetic)",
+        None,
+        None,
+        expected=200,
+        local="data/heldout/heldout200.jsonl",
     ),
 }
 KNOWN_NAMES: tuple[str, ...] = tuple(DATASETS)

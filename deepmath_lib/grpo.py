@@ -9,6 +9,7 @@ place TRL reads it, including the fused LM head that computes the training log-p
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
@@ -18,7 +19,7 @@ from typing import Any
 from .agent import prompt_ids_for, run_agent
 from .paths import REPO_ROOT
 from .profiles import Profile, Sampling, get_profile
-from .results import TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
+from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -64,8 +65,31 @@ def set_temperature(trainer, temperature: float) -> None:
         _set_fused_head_temperature(trainer.ref_model, t)
 
 
-def _callbacks(profile: Profile, metrics_path: Path):
+def _timed(fn, clock: dict, key: str):
+    """`fn` that adds its wall time to `clock[key]` (name and signature kept: TRL names reward metrics by them)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock[key] += time.perf_counter() - t
+
+    return run
+
+
+def mean_step_times(rows: list[dict]) -> dict[str, float]:
+    """Mean seconds per optimizer step over MetricsLog rows: {step_s, rollout_s, reward_s, optimizer_s}."""
+    if not rows:
+        return {}
+    return {c: round(sum(float(r[c]) for r in rows) / len(rows), 2) for c in STEP_TIME_COLUMNS}
+
+
+def _callbacks(profile: Profile, metrics_path: Path, clock: dict | None = None):
     from transformers import TrainerCallback
+
+    clock = clock if clock is not None else {"rollout": 0.0, "reward": 0.0}
 
     class TemperatureSchedule(TrainerCallback):
         """Moves the temperature each optimizer step (also right after a resume)."""
@@ -82,11 +106,17 @@ def _callbacks(profile: Profile, metrics_path: Path):
     class MetricsLog(TrainerCallback):
         """Per-step metrics appended to train_metrics.csv as they come (a resumed run keeps the earlier rows)."""
 
-        fields = ("step", *TRAIN_METRICS_COLUMNS, "loss")
+        fields = ("step", *TRAIN_METRICS_COLUMNS, "loss", *STEP_TIME_COLUMNS)
 
         def __init__(self) -> None:
             self.trainer = None
             self.rows: list[dict] = []
+            self.t0 = time.perf_counter()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            # where a step's time goes: rollouts (the agent loop), rewards, and the rest (forward, backward, optimizer)
+            clock.update(rollout=0.0, reward=0.0)
+            self.t0 = time.perf_counter()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -101,6 +131,13 @@ def _callbacks(profile: Profile, metrics_path: Path):
                 "temperature": self.trainer.temperature if self.trainer else None,
                 "loss": logs.get("loss"),
             }
+            step_s = time.perf_counter() - self.t0
+            row.update(
+                step_s=round(step_s, 2),
+                rollout_s=round(clock["rollout"], 2),
+                reward_s=round(clock["reward"], 3),
+                optimizer_s=round(step_s - clock["rollout"] - clock["reward"], 2),
+            )
             self.rows.append(row)
             new = not metrics_path.exists()
             with metrics_path.open("a", newline="") as fh:
@@ -350,16 +387,17 @@ def build_trainer(
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
-    schedule, log = _callbacks(profile, output_dir / "train_metrics.csv")
+    clock = {"rollout": 0.0, "reward": 0.0}
+    schedule, log = _callbacks(profile, output_dir / "train_metrics.csv", clock)
     if args.use_vllm and args.vllm_mode == "colocate" and args.use_cpu:
         patch_vllm_cpu_linear()
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[accuracy_reward, code_reward],
+        reward_funcs=[_timed(accuracy_reward, clock, "reward"), _timed(code_reward, clock, "reward")],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        rollout_func=make_rollout_func(profile, backend=backend),
+        rollout_func=_timed(make_rollout_func(profile, backend=backend), clock, "rollout"),
         peft_config=peft_config,
         callbacks=[schedule, log],
     )
@@ -532,6 +570,8 @@ def train(
             "end": prof.temperature_end,
             "steps": prof.temperature_steps,
         },
+        # mean seconds per optimizer step of this run: whole step, rollouts, rewards, the rest (fwd/bwd/optimizer)
+        "step_time_s": mean_step_times(trainer.metrics_log.rows),
         "learning_rate": prof.learning_rate,
         "num_generations": prof.num_generations,
         "prompts_per_step": prof.prompts_per_step,

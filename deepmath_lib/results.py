@@ -67,6 +67,9 @@ TRAIN_METRICS_COLUMNS: tuple[str, ...] = (
     "mean_model_tokens",
     "temperature",
 )
+# ... and where each step's wall time went (seconds): the agent-loop rollouts, the rewards, the rest (forward,
+# backward and optimizer step)
+STEP_TIME_COLUMNS: tuple[str, ...] = ("step_s", "rollout_s", "reward_s", "optimizer_s")
 
 
 def key(record: dict) -> tuple:

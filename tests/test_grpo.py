@@ -205,6 +205,10 @@ def test_tiny_training_step_end_to_end(setup):
     assert [round(float(r["temperature"]), 3) for r in rows] == [1.2, 1.075]
     for r in rows:
         assert 0.0 <= float(r["reward_code"]) <= 1.0 and float(r["mean_model_tokens"]) > 0
+        # each step's wall time, split: rollouts + rewards + the rest add up to the step
+        step, roll, rew, opt = (float(r[c]) for c in ("step_s", "rollout_s", "reward_s", "optimizer_s"))
+        assert step > 0 and roll > 0 and rew >= 0 and opt > 0
+        assert abs(roll + rew + opt - step) < 0.02
 
 
 def test_unparseable_gold_skipped(capsys, tmp_path):

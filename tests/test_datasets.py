@@ -12,6 +12,7 @@ import pytest
 
 from deepmath_lib import datasets as dsmod
 from deepmath_lib.datasets import DatasetError, DatasetWarning, load_problems, load_reference
+from deepmath_lib.paths import REPO_ROOT
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -221,3 +222,20 @@ def test_real_hub_loader_offline_fails_with_local_path_hint(tmp_path):
     )
     assert out.stdout.startswith("ERR could not load HMMT Feb 2025"), out.stdout + out.stderr
     assert "pass a local copy" in out.stdout
+
+
+def test_smol_heldout_set_is_the_seeded_generator_split_and_disjoint_from_training():
+    from deepmath_lib.grpo import heldout_problems, train_problems
+    from deepmath_lib.nano import generate_problems
+    from deepmath_lib.profiles import get_profile
+
+    smol = get_profile("smol")
+    held = heldout_problems(smol)
+    committed = [json.loads(line) for line in (REPO_ROOT / "data/heldout/heldout200.jsonl").read_text().splitlines()]
+    assert len(held) == len(committed) == 200
+    assert committed == generate_problems(200, split="heldout", seed=0)  # the file is what the seed gives
+    assert [p["problem"] for p in held] == [p["problem"] for p in committed]
+    # none of them is a training problem, at any training-set size the profiles use
+    train = {p["problem"] for p in train_problems(smol, n=4000)}
+    assert train and not train & {p["problem"] for p in committed}
+    assert load_problems("heldout200", n=5) == held[:5]

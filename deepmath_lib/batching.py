@@ -174,6 +174,10 @@ class SlotEngine:
                 dues = [r.due for r in self._pending] + list(self._due.values())
                 if dues:
                     self._step = max(self._step, min(dues))
+            if (
+                free <= 0
+            ):  # every slot busy: nobody joins this step, whoever is due (so no need to wait for them)
+                return []
             if any(d <= self._step for d in self._due.values()):
                 return None
             ready = sorted((r for r in self._pending if r.due <= self._step), key=lambda r: (r.due, r.tag))[

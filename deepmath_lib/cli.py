@@ -96,6 +96,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         backend=args.backend,
         save=save,
         slots=args.slots,
+        in_flight=args.in_flight,
         seq_n=args.seq_n,
         repeats=args.rollout_repeats,
     )
@@ -221,7 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--n", type=int, default=None, help="rollouts: trajectories (256); grading: answers (8000)"
     )
     p.add_argument(
-        "--slots", type=int, default=64, help="rollouts: trajectories in flight (and raw batch rows)"
+        "--slots", type=int, default=64, help="rollouts: batch rows of the engine (and of raw generate)"
+    )
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=None,
+        help="rollouts: trajectories started at once (default --slots); more than --slots queue for freed rows",
     )
     p.add_argument("--seq-n", type=int, default=32, help="rollouts: trajectories of the one-at-a-time run")
     p.add_argument(

@@ -11,6 +11,7 @@ ci_high``), the original's table, ``train_metrics.csv`` and the sandbox benchmar
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import textwrap
@@ -613,6 +614,86 @@ def plot_sandbox_latency(bench: dict, out_dir: str | Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------- drivers
+
+
+PROFILE_LABELS = {"nano": "nano (0.65M, built here)", "smol": "smol (SmolLM2-135M-Instruct)"}
+
+
+def plot_profiles(
+    results_root: str | Path | None, out_dir: str | Path, profiles=("nano", "smol")
+) -> Path | None:
+    """The profiles side by side: the four configurations' accuracy (left) and GRPO's before/after on held-out
+    problems, code use and accuracy (right), each with its 95% interval. Profiles without results are left out."""
+    rows, train = [], {}
+    for name in profiles:
+        res = profile_results_dir(name, results_root)
+        if not (res / "eval_summary.csv").is_file():
+            continue
+        df = headline(pd.read_csv(res / "eval_summary.csv"))
+        df = df.assign(
+            dataset=f"{PROFILE_LABELS.get(name, name)}\n{dataset_short_label(df.dataset.iloc[0])}, "
+            f"maj@{k_text(df)}"
+        )
+        rows.append(df)
+        if (res / "train_summary.json").is_file():
+            train[name] = json.loads((res / "train_summary.json").read_text())
+    if not rows:
+        return None
+    summary = pd.concat(rows, ignore_index=True)
+    with _style():
+        fig = _figure(11.0, 4.2)
+        left, right = fig.subplots(1, 2, width_ratios=(1.15, 1))
+        _grouped_bars(left, summary, "maj_at_k", "maj_ci_low", "maj_ci_high", scale=100, annotate="{:.0f}")
+        left.set_ylabel("accuracy (%)")
+        left.set_ylim(0, 128)
+        left.set_yticks(range(0, 101, 20))
+        left.set_title("Four configurations")
+        left.legend(loc="upper left", frameon=False, fontsize=8, ncols=2)
+        names = list(train)
+        bars = (("code use", "code_use", "#f28e2b"), ("accuracy", "accuracy", "#59a14f"))
+        width = 0.2
+        for i, name in enumerate(names):
+            t = train[name]
+            for j, (label, key, color) in enumerate(bars):
+                for m, when in enumerate(("before", "after")):
+                    x = i + (j * 2 + m - 1.5) * width
+                    rate = "code_use_rate" if key == "code_use" else "accuracy"
+                    y = 100 * t[f"{rate}_{when}"]
+                    lo, hi = (100 * v for v in t[f"{key}_ci_{when}"])
+                    right.bar(
+                        x,
+                        y,
+                        width * 0.92,
+                        color=color,
+                        alpha=0.45 if when == "before" else 1.0,
+                        edgecolor="white",
+                        label=f"{label} {when}" if i == 0 else None,
+                    )
+                    right.errorbar(
+                        x,
+                        y,
+                        yerr=[[max(y - lo, 0)], [max(hi - y, 0)]],
+                        fmt="none",
+                        ecolor="#333333",
+                        elinewidth=1,
+                        capsize=2,
+                    )
+                    _annotate_bar(right, x, y, max(hi - y, 0), max(y - lo, 0), f"{y:.0f}")
+        right.set_xticks(range(len(names)))
+        right.set_xticklabels(
+            [
+                f"{PROFILE_LABELS.get(n, n)}\n{train[n]['steps']} steps, {train[n]['heldout_problems']} held-out"
+                for n in names
+            ]
+        )
+        right.set_xlim(-0.6, len(names) - 0.4)
+        right.set_ylim(0, 128)
+        right.set_yticks(range(0, 101, 20))
+        right.set_ylabel("% of held-out problems")
+        right.set_title("GRPO: before → after, same sampling")
+        right.legend(loc="upper left", frameon=False, fontsize=8, ncols=2)
+        _title(fig, "nano and smol side by side (95% bootstrap intervals)")
+        return _save(fig, out_dir, "profiles_side_by_side.png")
 
 
 def make_all_figures(

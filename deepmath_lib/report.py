@@ -1,7 +1,8 @@
 """README blocks regenerated from stored measurements, never typed by hand.
 
 `deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of the README from its source;
-`deepmath report --check` exits 1 when the README differs (a test runs it)."""
+`deepmath report --check` exits 1 when the README differs (a test runs it). It also redraws
+`figures/profiles_side_by_side.png` (nano and smol) from the same results."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     """The eval table and the GRPO before/after line of a profile, from eval_summary.csv and train_summary.json."""
     import pandas as pd
 
+    from .datasets import dataset_label
     from .profiles import get_profile
     from .results import profile_results_dir
 
@@ -53,38 +55,57 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     s = prof.eval_sampling
     k = int(df.k.iloc[0])
     n = int(df.n_problems.iloc[0])
+    demo = "make demo" + ("" if profile == "nano" else f" PROFILE={profile}")
+    sampling = "greedy" if s.temperature == 0 else f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}"
+    data = ", ".join(dataset_label(d) for d in dict.fromkeys(df.dataset))
     lines = [
-        f"Measured by `make demo` on a 2-core CPU (no GPU): {n} {profile} eval problems x {k} samples, "
-        f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}, {s.max_model_tokens} generated tokens; 95% "
-        "bootstrap intervals over problems. Total tokens count model and executor tokens (the original's figure).",
+        f"Measured by `{demo}` on a 2-core CPU (no GPU): {n} problems ({data}) x {k} sample{'s' * (k > 1)}, "
+        f"{sampling}, {s.max_model_tokens} generated tokens; 95% bootstrap intervals over problems. Total tokens "
+        "count model and executor tokens (the original's figure).",
         "",
-        f"| config | maj@{k} [95% CI] | pass@{k} | mean@{k} | mean model tokens | mean total tokens "
-        "| tool calls / trajectory |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if k > 1:
+        lines += [
+            f"| config | maj@{k} [95% CI] | pass@{k} | mean@{k} | mean model tokens | mean total tokens "
+            "| tool calls / trajectory |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    else:  # one (greedy) sample: maj@1 = pass@1 = mean@1 is the accuracy
+        lines += [
+            "| config | accuracy [95% CI] | mean model tokens | mean total tokens | tool calls / trajectory |",
+            "|---|---|---|---|---|",
+        ]
     for config, label in CONFIG_LABELS.items():
         row = df[df.config == config]
         if row.empty:
             continue
         r = row.iloc[0]
+        acc = f"{r.maj_at_k:.1%} [{r.maj_ci_low:.1%}, {r.maj_ci_high:.1%}]"
+        more = f" {r.pass_at_k:.1%} | {r.mean_at_k:.1%} |" if k > 1 else ""
         lines.append(
-            f"| {label} | {r.maj_at_k:.1%} [{r.maj_ci_low:.1%}, {r.maj_ci_high:.1%}] | {r.pass_at_k:.1%} | "
-            f"{r.mean_at_k:.1%} | {r.mean_len_model_tokens:.1f} | {r.mean_len_total_tokens:.1f} | "
+            f"| {label} | {acc} |{more} {r.mean_len_model_tokens:.1f} | {r.mean_len_total_tokens:.1f} | "
             f"{r.get('mean_calls', float('nan')):.2f} |"
         )
     train = root / "train_summary.json"
     if train.is_file():
         t = json.loads(train.read_text())
         ab, aa = t["accuracy_ci_before"], t["accuracy_ci_after"]
+        cb, ca = t["code_use_ci_before"], t["code_use_ci_after"]
         lines += [
             "",
             f"GRPO ({t['steps']} steps, {t['prompts_per_step']} prompts x {t['num_generations']} agent trajectories "
             f"per step, {t['train_wall_time_s']:.0f} s of training) on {t['heldout_problems']} held-out problems, "
-            f"same sampling before and after: code use {t['code_use_rate_before']:.1%} → "
-            f"{t['code_use_rate_after']:.1%}, accuracy {t['accuracy_before']:.1%} [{ab[0]:.1%}, {ab[1]:.1%}] → "
-            f"{t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
+            f"same sampling before and after: code use {t['code_use_rate_before']:.1%} [{cb[0]:.1%}, {cb[1]:.1%}] → "
+            f"{t['code_use_rate_after']:.1%} [{ca[0]:.1%}, {ca[1]:.1%}], accuracy {t['accuracy_before']:.1%} "
+            f"[{ab[0]:.1%}, {ab[1]:.1%}] → {t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
             f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
         ]
+        st = t.get("step_time_s")
+        if st:
+            lines[-1] += (
+                f" A step took {st['step_s']:.1f} s on average: rollouts {st['rollout_s']:.1f} s, rewards "
+                f"{st['reward_s']:.2f} s, forward + backward + optimizer {st['optimizer_s']:.1f} s."
+            )
     return "\n".join(lines)
 
 
@@ -148,7 +169,13 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         title = (
             f"`deepmath bench rollouts --profile {r['profile']}"
             + (f" --backend {r['backend']}" if r["backend"] != "transformers" else "")
-            + f" --n {r['n']} --slots {r.get('slots', r['n'])} --seq-n {r.get('sequential_trajectories', 0)}"
+            + f" --n {r['n']} --slots {r.get('slots', r['n'])}"
+            + (
+                f" --in-flight {r['in_flight']}"
+                if r.get("in_flight", r.get("slots")) != r.get("slots")
+                else ""
+            )
+            + f" --seq-n {r.get('sequential_trajectories', 0)}"
             + f" --rollout-repeats {r.get('repeats', 1)}`"
         )
         if "fraction_of_raw" not in r:  # stored before the raw figure existed
@@ -162,7 +189,8 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
 
         lines += [
             "",
-            f"{title} — {r['n']} agent trajectories with {r['slots']} slots in flight, against one at a time "
+            f"{title} — {r['n']} agent trajectories through a batch of {r['slots']} rows "
+            f"({r.get('in_flight', r['slots'])} started at once), against one at a time "
             f"({r['sequential_trajectories']} trajectories) and against raw batched `generate` ({r['raw_rows']} rows "
             f"x {r['raw_new_tokens_per_row']} tokens, the trajectories' mean), same model and sampling, "
             f"{r['backend']} backend ({r['mode']} mode; median of {r['repeats']} interleaved runs):",
@@ -170,7 +198,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
             "| | model tokens/s |",
             "|---|---|",
             f"| raw batched generate | {r['raw_model_tokens_per_s']:,.0f} |",
-            f"| agent loop, {r['slots']} in flight | {r['concurrent_model_tokens_per_s']:,.0f} |",
+            f"| agent loop, {r['slots']} rows | {r['concurrent_model_tokens_per_s']:,.0f} |",
             f"| agent loop, one at a time | {r['sequential_model_tokens_per_s']:,.0f} |",
             "",
             f"**{r['speedup']:.2f}x** concurrent over one at a time{goal_x}; the loop reaches "
@@ -206,6 +234,7 @@ def sandbox_layers_block() -> str:
 BLOCKS = {
     "gpu": gpu_block,
     "results": results_block,
+    "results_smol": lambda: results_block("smol"),
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,
@@ -243,4 +272,11 @@ def report_main(check: bool = False, readme: str | Path | None = None) -> int:
         return 0
     path.write_text(new)
     print(f"{path}: {'rewritten' if new != old else 'already up to date'}")
+    from .plots import plot_profiles
+
+    fig = plot_profiles(
+        None, path.parent / "figures"
+    )  # the profiles side by side, from the same stored results
+    if fig is not None:
+        print(f"{fig}: redrawn")
     return 0

@@ -185,11 +185,12 @@ def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
 
     from deepmath_lib.bench.rollouts import bench_main
 
-    assert bench_main("nano", n=8, slots=4, seq_n=2, repeats=1, save=False) == 0
+    assert bench_main("nano", n=8, slots=4, seq_n=2, repeats=1, save=False, in_flight=6) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (
         res["concurrent_trajectories"] == 8 and res["sequential_trajectories"] == 2 and res["raw_rows"] == 4
     )
+    assert res["slots"] == 4 and res["in_flight"] == 6
     assert res["raw_new_tokens_per_row"] == round(res["concurrent_model_tokens"] / 8)
     assert res["speedup"] == round(
         res["concurrent_model_tokens_per_s"] / res["sequential_model_tokens_per_s"], 2
@@ -200,3 +201,5 @@ def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
     assert res["mode"] == "deterministic"
     assert bench_main("nano", n=8, repeats=0, save=False) == 2
     assert "--rollout-repeats" in capsys.readouterr().err
+    assert bench_main("nano", n=8, slots=4, in_flight=2, save=False) == 2  # fewer in flight than rows
+    assert "--in-flight >= --slots" in capsys.readouterr().err

@@ -202,3 +202,14 @@ def test_example_trace_reads_both_call_formats(tmp_path, drawn):
     assert plots.plot_example_trace([], tmp_path, SMOL, record=record).is_file()
     title = drawn["example_trace.png"].axes[0].get_title(loc="left")
     assert "+Agent" in title and "1 call " in title
+
+
+def test_profiles_side_by_side_draws_what_exists(tmp_path):
+    import shutil
+
+    from deepmath_lib.paths import REPO_ROOT
+
+    assert plots.plot_profiles(tmp_path / "none", tmp_path / "out") is None  # no results: no figure
+    shutil.copytree(REPO_ROOT / "data/results/nano", tmp_path / "res/nano")
+    path = plots.plot_profiles(tmp_path / "res", tmp_path / "out")
+    assert path == tmp_path / "out" / "profiles_side_by_side.png" and path.stat().st_size > 10_000

@@ -14,3 +14,13 @@ def test_check_fails_on_a_hand_edited_block(tmp_path, capsys):
     assert report_main(check=True, readme=copy) == 1
     assert "differs" in capsys.readouterr().err
     assert report_main(readme=copy) == 0 and report_main(check=True, readme=copy) == 0
+    assert (tmp_path / "figures" / "profiles_side_by_side.png").stat().st_size > 10_000  # redrawn beside it
+
+
+def test_results_block_of_a_greedy_profile_shows_accuracy_and_the_step_time_split():
+    from deepmath_lib.report import results_block
+
+    block = results_block("smol")
+    assert "make demo PROFILE=smol" in block and "greedy" in block
+    assert "| config | accuracy [95% CI] |" in block and "pass@" not in block
+    assert "rollouts" in block and "forward + backward + optimizer" in block

@@ -3,8 +3,9 @@
 Three figures, same model and sampling:
 - **raw**: one batched `generate` of `slots` rows (the first prompts), every row `mean` new tokens long, where `mean` is
   the concurrent run's mean model tokens per trajectory: what the hardware gives with no agent around it;
-- **concurrent**: `n` agent trajectories with `slots` in flight (more trajectories than slots, so freed slots are
-  refilled), sandbox calls and all;
+- **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default `slots`) of them
+  started at once: a trajectory waiting on the sandbox holds no row, so with `in_flight` > `slots` a queued request
+  takes the row it freed (more trajectories than slots, so freed slots are refilled), sandbox calls and all;
 - **sequential**: trajectories one at a time (the first `seq_n` problems).
 
 The three are measured in turn, `repeats` times, and each figure is the median run (the machine's speed drifts).
@@ -86,13 +87,16 @@ def measure(
     seed: int = 0,
     backend: str | None = None,
     repeats: int = 3,
+    in_flight: int | None = None,
 ) -> dict:
-    """Raw batched generation, `n` trajectories with `slots` in flight, and `seq_n` one at a time (see the module)."""
+    """Raw batched generation, `n` trajectories through `slots` batch rows (`in_flight` started at once), and `seq_n`
+    one at a time (see the module)."""
     from ..agent import prompt_ids_for, run_agent
     from ..backends import TransformersBackend, load_model, make_backend
     from ..models import trained_model_path
 
     prof = get_profile(profile_name, backend=backend)
+    in_flight = in_flight or slots
     problems = _problems(prof, n)
     sampling = prof.train_sampling  # the rollout setting: sampled, the GRPO token budget
     weights = trained_model_path(prof)
@@ -121,8 +125,11 @@ def measure(
     # The three measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
     runs: dict[str, list[dict]] = {"concurrent": [], "sequential": [], "raw": []}
     for _ in range(repeats):
-        for name, conc, count in (("concurrent", slots, n), ("sequential", 1, min(seq_n, n))):
-            be = make(conc)
+        for name, rows, conc, count in (
+            ("concurrent", slots, in_flight, n),
+            ("sequential", 1, 1, min(seq_n, n)),
+        ):
+            be = make(rows)
             t0 = time.perf_counter()
             trajs = run_agent(be, problems[:count], prof, sampling=sampling, seed=seed, concurrency=conc)
             dt = time.perf_counter() - t0
@@ -165,6 +172,7 @@ def measure(
         "weights": weights or "base",
         "n": n,
         "slots": slots,
+        "in_flight": in_flight,
         "repeats": repeats,
         **{f"{k}_{m}": v for k, r in rows.items() for m, v in r.items()},
         "speedup": round(speedup, 2),
@@ -180,15 +188,20 @@ def bench_main(
     slots: int = 64,
     seq_n: int = 32,
     repeats: int = 3,
+    in_flight: int | None = None,
 ) -> int:
-    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1:
+    in_flight = in_flight or slots
+    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
         print(
-            f"error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 (got {n}, {slots}, {seq_n}, {repeats})",
+            "error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 and --in-flight >= --slots "
+            f"(got {n}, {slots}, {seq_n}, {repeats}, {in_flight})",
             file=sys.stderr,
         )
         return 2
     try:
-        res = measure(profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats)
+        res = measure(
+            profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats, in_flight=in_flight
+        )
     except (
         ValueError,
         RuntimeError,

@@ -542,8 +542,10 @@ def plot_training_curves(train: pd.DataFrame, out_dir: str | Path, window: int =
     cols = [c for c in TRAIN_METRICS_COLUMNS if c in train and train[c].notna().any()]
     if not cols:
         return None
-    ncols = min(len(cols), 3)
-    nrows = math.ceil(len(cols) / ncols)
+    timed = all(c in train and train[c].notna().all() for c in ("rollout_s", "reward_s", "optimizer_s"))
+    panels = len(cols) + timed
+    ncols = min(panels, 3)
+    nrows = math.ceil(panels / ncols)
     df = train.sort_values("step")
     with _style():
         fig = _figure(3.3 * ncols, 2.6 * nrows + 0.5)
@@ -557,7 +559,24 @@ def plot_training_curves(train: pd.DataFrame, out_dir: str | Path, window: int =
                 )
             ax.set_title(TRAIN_LABELS.get(col, col.replace("_", " ")))
             ax.set_xlabel("step")
-        for idx in range(len(cols), nrows * ncols):
+        if timed:  # where each step's wall time went, stacked
+            ax = axes[len(cols) // ncols][len(cols) % ncols]
+            parts = (
+                ("rollout_s", "rollouts", "#f28e2b"),
+                ("reward_s", "rewards", "#e15759"),
+                ("optimizer_s", "fwd + bwd + optimizer", "#4e79a7"),
+            )
+            ax.stackplot(
+                df["step"],
+                *[df[c] for c, _, _ in parts],
+                labels=[lab for _, lab, _ in parts],
+                colors=[col for _, _, col in parts],
+                alpha=0.85,
+            )
+            ax.set_title("seconds per step")
+            ax.set_xlabel("step")
+            ax.legend(loc="lower left", fontsize=7, frameon=True)
+        for idx in range(panels, nrows * ncols):
             axes[idx // ncols][idx % ncols].set_visible(False)
         _title(fig, "GRPO training", f"grey: per step; blue: rolling mean over {window} steps")
         return _save(fig, out_dir, FIGURE_FILES["training"])

@@ -213,3 +213,14 @@ def test_profiles_side_by_side_draws_what_exists(tmp_path):
     shutil.copytree(REPO_ROOT / "data/results/nano", tmp_path / "res/nano")
     path = plots.plot_profiles(tmp_path / "res", tmp_path / "out")
     assert path == tmp_path / "out" / "profiles_side_by_side.png" and path.stat().st_size > 10_000
+
+
+def test_training_curves_show_the_step_time_split_when_logged(tmp_path):
+    from deepmath_lib.paths import REPO_ROOT
+
+    df = pd.read_csv(REPO_ROOT / "data/results/nano/train_metrics.csv")
+    plain = plots.plot_training_curves(df, tmp_path / "a")
+    timed = plots.plot_training_curves(
+        df.assign(step_s=3.0, rollout_s=2.0, reward_s=0.01, optimizer_s=0.99), tmp_path / "b"
+    )
+    assert plain.stat().st_size > 10_000 and timed.stat().st_size > plain.stat().st_size  # one more panel drawn

@@ -97,6 +97,7 @@ class SlotEngine:
             "prefills": 0,
             "prefill_tokens": 0,
             "reused_tokens": 0,
+            "shared_prefills": 0,
             "stalls": 0,
             "decode_s": 0.0,
             "prefill_s": 0.0,
@@ -253,9 +254,34 @@ class SlotEngine:
             [ly.values for ly in cache.layers],
         )
 
+    def _share_prefix(self, fresh: list[_Req]) -> None:
+        """New prompts that start alike (a system prompt, few-shot turns, GRPO's group of one problem) and that the
+        kept prefix does not cover: their common part is computed once, on one row, and becomes the kept prefix,
+        instead of once per row. Below `MIN_SHARED` tokens it is not worth a forward pass of its own."""
+        if len(fresh) < 2:
+            return
+        ids = fresh[0].ids
+        c = len(ids) - 1
+        for r in fresh[1:]:
+            c = _common_prefix(ids, r.ids, min(c, len(r.ids) - 1))
+        have = _common_prefix(self._prefix[0], ids, c) if self._prefix is not None else 0
+        if c < MIN_SHARED or c <= have:
+            return
+        torch = self._torch
+        dev = self.device
+        _, keys, values = self._forward(
+            torch.tensor([ids[:c]], device=dev),
+            torch.ones((1, c), dtype=torch.long, device=dev),
+            torch.arange(c, device=dev)[None],
+        )
+        self._prefix = (list(ids[:c]), [k[0] for k in keys], [v[0] for v in values])
+        self.stats["prefill_tokens"] += c
+        self.stats["shared_prefills"] += 1
+
     def _prefill(self, joiners: list[_Req]) -> None:
         """One batched forward pass over the joiners' new tokens, on top of their kept cache rows."""
         torch = self._torch
+        self._share_prefix([r for r in joiners if r.tag not in self._kept])
         pasts, suffixes = [], []
         fresh = []  # joiners with no kept row of their own: they start from the last prompt's shared prefix
         for j, req in enumerate(joiners):
@@ -569,6 +595,9 @@ def _ArenaLayer(arena: _Arena, index: int):  # noqa: N802  (a class made on firs
 
 
 _ARENA_LAYER = None
+MIN_SHARED = (
+    64  # tokens: a shorter common start of new prompts is prefilled row by row (all of nano's prompts)
+)
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

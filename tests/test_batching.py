@@ -61,6 +61,23 @@ def test_greedy_batch_matches_generate_row_by_row(nano):
     backend.close()
 
 
+def test_new_prompts_that_start_alike_share_one_prefill(nano):
+    model, tok, problems = nano
+    backend = TransformersBackend(model, tok, max_batch=8)
+    lead = "Think it through, then compute every step with the tool and check its output. "  # > MIN_SHARED
+    prompts = [prompt_ids_for(tok, lead + p, PROFILE, tool=True) for p in problems[:5]]
+    prompts += [prompts[0]] * 3  # a GRPO group: one prompt, several completions
+    outs = _gen(backend, [(p, 20, Stop(), i) for i, p in enumerate(prompts)])
+    for p, out in zip(prompts, outs, strict=True):
+        assert out.token_ids == _hf_greedy(model, tok, p, 20, backend.eos_ids)
+    stats = backend.engine.stats
+    assert stats["shared_prefills"] == 1 and stats["prefills"] == 1
+    shared = len(lead)
+    assert stats["reused_tokens"] >= len(prompts) * shared  # every row started from the shared part
+    assert stats["prefill_tokens"] < sum(map(len, prompts)) - (len(prompts) - 1) * shared
+    backend.close()
+
+
 def test_continuation_reuses_the_cache_and_matches_a_fresh_prefill(nano):
     model, tok, problems = nano
     backend = TransformersBackend(model, tok, max_batch=4)

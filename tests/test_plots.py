@@ -223,4 +223,6 @@ def test_training_curves_show_the_step_time_split_when_logged(tmp_path):
     timed = plots.plot_training_curves(
         df.assign(step_s=3.0, rollout_s=2.0, reward_s=0.01, optimizer_s=0.99), tmp_path / "b"
     )
-    assert plain.stat().st_size > 10_000 and timed.stat().st_size > plain.stat().st_size  # one more panel drawn
+    assert (
+        plain.stat().st_size > 10_000 and timed.stat().st_size > plain.stat().st_size
+    )  # one more panel drawn

@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-flight",
         type=int,
         default=None,
-        help="rollouts: trajectories started at once (default --slots); more than --slots queue for freed rows",
+        help="rollouts: trajectories started at once (default 2 x --slots); those beyond --slots queue for freed rows",
     )
     p.add_argument("--seq-n", type=int, default=32, help="rollouts: trajectories of the one-at-a-time run")
     p.add_argument(

@@ -100,11 +100,17 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
             f"[{ab[0]:.1%}, {ab[1]:.1%}] → {t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
             f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
         ]
-        st = t.get("step_time_s")
-        if st:
+        metrics = root / "train_metrics.csv"
+        cols = ("step_s", "rollout_s", "reward_s", "optimizer_s")
+        log = pd.read_csv(metrics) if metrics.is_file() else None
+        if log is not None and all(c in log for c in cols) and log[list(cols)].notna().all().all():
+            st = log[
+                list(cols)
+            ].median()  # the median step: robust to a step slowed by other work on the machine
             lines[-1] += (
-                f" A step took {st['step_s']:.1f} s on average: rollouts {st['rollout_s']:.1f} s, rewards "
-                f"{st['reward_s']:.2f} s, forward + backward + optimizer {st['optimizer_s']:.1f} s."
+                f" Where a step's time goes (median of {len(log)} steps): {st.step_s:.1f} s in all, rollouts "
+                f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "
+                f"{st.optimizer_s:.1f} s."
             )
     return "\n".join(lines)
 

@@ -23,4 +23,4 @@ def test_results_block_of_a_greedy_profile_shows_accuracy_and_the_step_time_spli
     block = results_block("smol")
     assert "make demo PROFILE=smol" in block and "greedy" in block
     assert "| config | accuracy [95% CI] |" in block and "pass@" not in block
-    assert "rollouts" in block and "forward + backward + optimizer" in block
+    assert "median of" in block and "rollouts" in block and "forward + backward + optimizer" in block

@@ -3,7 +3,7 @@
 Three figures, same model and sampling:
 - **raw**: one batched `generate` of `slots` rows (the first prompts), every row `mean` new tokens long, where `mean` is
   the concurrent run's mean model tokens per trajectory: what the hardware gives with no agent around it;
-- **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default `slots`) of them
+- **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default 2 x `slots`) of them
   started at once: a trajectory waiting on the sandbox holds no row, so with `in_flight` > `slots` a queued request
   takes the row it freed (more trajectories than slots, so freed slots are refilled), sandbox calls and all;
 - **sequential**: trajectories one at a time (the first `seq_n` problems).
@@ -96,7 +96,7 @@ def measure(
     from ..models import trained_model_path
 
     prof = get_profile(profile_name, backend=backend)
-    in_flight = in_flight or slots
+    in_flight = in_flight or 2 * slots
     problems = _problems(prof, n)
     sampling = prof.train_sampling  # the rollout setting: sampled, the GRPO token budget
     weights = trained_model_path(prof)
@@ -190,7 +190,7 @@ def bench_main(
     repeats: int = 3,
     in_flight: int | None = None,
 ) -> int:
-    in_flight = in_flight or slots
+    in_flight = in_flight or 2 * slots
     if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
         print(
             "error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 and --in-flight >= --slots "

@@ -175,9 +175,8 @@ class SlotEngine:
                 dues = [r.due for r in self._pending] + list(self._due.values())
                 if dues:
                     self._step = max(self._step, min(dues))
-            if (
-                free <= 0
-            ):  # every slot busy: nobody joins this step, whoever is due (so no need to wait for them)
+            # every slot busy: nobody joins this step, whoever is due (so no need to wait for them)
+            if free <= 0:
                 return []
             if any(d <= self._step for d in self._due.values()):
                 return None
@@ -595,9 +594,8 @@ def _ArenaLayer(arena: _Arena, index: int):  # noqa: N802  (a class made on firs
 
 
 _ARENA_LAYER = None
-MIN_SHARED = (
-    64  # tokens: a shorter common start of new prompts is prefilled row by row (all of nano's prompts)
-)
+# tokens: a shorter common start of new prompts is prefilled row by row (as all of nano's prompts are)
+MIN_SHARED = 64
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -34,6 +34,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO_ROOT / "data/results/smol"))
     ap.add_argument("--also", nargs="*", default=[], help="intermediate checkpoints to check as well")
     a = ap.parse_args()
+    if a.n < 1:
+        ap.error(f"--n must be positive, got {a.n}")
+    for path in [a.trained, *a.also]:
+        if not Path(path).is_dir():
+            ap.error(f"no trained model folder at {path} (run `make demo PROFILE=smol` first)")
     prof = get_profile("smol")
     seen = {p["problem"] for p in train_problems(prof)}
     val = [p for p in generate_problems(a.n * 5, split="train", seed=1) if p["problem"] not in seen][: a.n]

@@ -67,7 +67,8 @@ def test_new_prompts_that_start_alike_share_one_prefill(nano):
     lead = "Think it through, then compute every step with the tool and check its output. "  # > MIN_SHARED
     prompts = [prompt_ids_for(tok, lead + p, PROFILE, tool=True) for p in problems[:5]]
     prompts += [prompts[0]] * 3  # a GRPO group: one prompt, several completions
-    backend.start_run(len(prompts), len(prompts), seed=0)  # all due at once: one admission, whatever the timing
+    # all due at once: one admission, whatever the timing
+    backend.start_run(len(prompts), len(prompts), seed=0)
     outs = _gen(backend, [(p, 20, Stop(), i) for i, p in enumerate(prompts)])
     for p, out in zip(prompts, outs, strict=True):
         assert out.token_ids == _hf_greedy(model, tok, p, 20, backend.eos_ids)

@@ -115,6 +115,45 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     return "\n".join(lines)
 
 
+def smol_kinds_block(results_root: str | Path | None = None) -> str:
+    """smol per problem kind on validation problems: what the untrained model reaches when it samples
+    (scripts/smol_reach.py) beside greedy accuracy before and after GRPO (scripts/smol_by_kind.py)."""
+    from .results import profile_results_dir
+
+    root = profile_results_dir("smol", results_root)
+    reach = json.loads((root / "val_reach.json").read_text())
+    greedy = json.loads((root / "val_by_kind.json").read_text())
+    runs = [w for w in greedy if isinstance(greedy[w], dict) and "by_kind" in greedy[w]]
+    samp = reach["sampling"]
+    head = (
+        f"| kind | problems | untrained, sampled: correct samples | solved by any of {reach['samples']} | "
+        + " | ".join(f"greedy, {w}: correct (code)" for w in runs)
+        + " |"
+    )
+    lines = [
+        f"Validation problems ({greedy['problems']}; neither training nor held-out), {reach['n']} problems. Sampled: "
+        f"the untrained model, {reach['samples']} samples per problem at T {samp['temperature']} / top_p "
+        f"{samp['top_p']} / top_k {samp['top_k']}, {samp['max_model_tokens']} tokens. Greedy: the held-out "
+        "check's sampling, before and after GRPO (and any checkpoints `smol_by_kind.py --also` checked).",
+        "",
+        head,
+        "|---" * (4 + len(runs)) + "|",
+    ]
+    for kind, k in reach["by_kind"].items():
+        cells = []
+        for w in runs:
+            g = greedy[w]["by_kind"].get(kind, {"n": 0, "correct": 0, "code": 0})
+            cells.append(f"{g['correct']}/{g['n']} ({g['code']})")
+        lines.append(
+            f"| {kind} | {k['problems']} | {k['correct']}/{k['samples']} | {k['solved']}/{k['problems']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    total = [f"{greedy[w]['accuracy']:.1%}" for w in runs]
+    lines.append(f"| all | {reach['n']} | | | " + " | ".join(total) + " |")
+    return "\n".join(lines)
+
+
 def _conditions(c: dict) -> str:
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
     return f"{where}, load average {c.get('load_avg_1m')} at the start, {c.get('date')}"
@@ -241,6 +280,7 @@ BLOCKS = {
     "gpu": gpu_block,
     "results": results_block,
     "results_smol": lambda: results_block("smol"),
+    "smol_kinds": smol_kinds_block,
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,

@@ -47,7 +47,7 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
 
     from .datasets import dataset_label
     from .profiles import get_profile
-    from .results import profile_results_dir
+    from .results import STEP_TIME_COLUMNS, profile_results_dir
 
     root = profile_results_dir(profile, results_root)
     df = pd.read_csv(root / "eval_summary.csv")
@@ -101,12 +101,11 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
             f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
         ]
         metrics = root / "train_metrics.csv"
-        cols = ("step_s", "rollout_s", "reward_s", "optimizer_s")
+        cols = list(STEP_TIME_COLUMNS)
         log = pd.read_csv(metrics) if metrics.is_file() else None
-        if log is not None and all(c in log for c in cols) and log[list(cols)].notna().all().all():
-            st = log[
-                list(cols)
-            ].median()  # the median step: robust to a step slowed by other work on the machine
+        if log is not None and all(c in log for c in cols) and log[cols].notna().all().all():
+            # the median step: robust to a step slowed by other work on the machine
+            st = log[cols].median()
             lines[-1] += (
                 f" Where a step's time goes (median of {len(log)} steps): {st.step_s:.1f} s in all, rollouts "
                 f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "

@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="problems")
     ap.add_argument("--samples", type=int, default=4)
     a = ap.parse_args()
+    if a.n < 1 or a.samples < 1:
+        ap.error(f"--n and --samples must be positive, got {a.n} and {a.samples}")
     for path in a.models:
         if not Path(path).is_dir():
             ap.error(f"no model folder at {path}")

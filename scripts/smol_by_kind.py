@@ -20,9 +20,8 @@ from pathlib import Path
 
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.grading import is_equivalent
-from deepmath_lib.grpo import agent_check, train_problems
+from deepmath_lib.grpo import agent_check, validation_problems
 from deepmath_lib.models import load_model
-from deepmath_lib.nano.problems import generate_problems
 from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
 
@@ -40,8 +39,7 @@ def main() -> None:
         if not Path(path).is_dir():
             ap.error(f"no trained model folder at {path} (run `make demo PROFILE=smol` first)")
     prof = get_profile("smol")
-    seen = {p["problem"] for p in train_problems(prof)}
-    val = [p for p in generate_problems(a.n * 5, split="train", seed=1) if p["problem"] not in seen][: a.n]
+    val = validation_problems(prof, a.n)
     summary, rows = {"n": len(val), "problems": "nano generator, train split, seed 1, minus training"}, []
     models = [("before", None), ("after", a.trained)] + [(Path(c).name, c) for c in a.also]
     for when, path in models:

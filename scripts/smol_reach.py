@@ -22,9 +22,8 @@ from pathlib import Path
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.grading import is_equivalent
-from deepmath_lib.grpo import train_problems
+from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
-from deepmath_lib.nano.problems import generate_problems
 from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
 
@@ -41,8 +40,7 @@ def main() -> None:
     if not a.temperature > 0:
         ap.error(f"--temperature must be above 0 (this measures sampling), got {a.temperature}")
     prof = get_profile("smol")
-    seen = {p["problem"] for p in train_problems(prof)}
-    val = [p for p in generate_problems(a.n * 5, split="train", seed=1) if p["problem"] not in seen][: a.n]
+    val = validation_problems(prof, a.n)
     sampling = dataclasses.replace(prof.train_sampling, temperature=a.temperature)
     model, tok = load_model(prof, device="cpu")
     problems = [p for p in val for _ in range(a.samples)]

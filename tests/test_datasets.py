@@ -241,3 +241,16 @@ def test_smol_heldout_set_is_the_seeded_generator_split_and_disjoint_from_traini
     train = {p["problem"] for p in train_problems(smol, n=4000)}
     assert train and not train & {p["problem"] for p in committed}
     assert load_problems("heldout200", n=5) == held[:5]
+
+
+def test_validation_problems_are_neither_training_nor_held_out():
+    from deepmath_lib.grpo import train_problems, validation_problems
+    from deepmath_lib.profiles import get_profile
+
+    prof = get_profile("smol")
+    val = validation_problems(prof, 80)
+    texts = {p["problem"] for p in val}
+    assert len(val) == 80 and len(texts) == 80
+    assert not texts & {p["problem"] for p in train_problems(prof)}
+    assert not texts & {p["problem"] for p in load_problems("heldout200")}
+    assert [p["problem"] for p in validation_problems(prof, 80)] == [p["problem"] for p in val]

@@ -71,3 +71,17 @@ def test_auto_dtype_is_bf16_only_where_native(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert not models.bf16_fast("cpu") and models.resolve_dtype(smol) == torch.float32
     assert models.resolve_dtype(get_profile("nano")) == torch.float32  # explicit dtypes are kept
+
+
+def test_solve_on_a_fresh_clone_uses_the_shipped_weights_and_gets_the_product(tmp_path, monkeypatch, capsys):
+    """Issue 12's check, as a new user runs it before `make demo`: no runs/ folder, so `solve` takes the GRPO-trained
+    nano weights shipped in the package, says so, and the majority of 8 samples is the product."""
+    from deepmath_lib import models
+    from deepmath_lib.cli import main
+
+    monkeypatch.setattr(models, "REPO_ROOT", tmp_path)  # no runs/demo or runs/: a fresh clone
+    rc = main(["solve", "--profile", "nano", "What is 4821*37?", "--samples", "8"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "GRPO-trained weights shipped with the package (nano-grpo)" in out
+    assert out.strip().splitlines()[-1] == f"answer: {4821 * 37}"

@@ -23,7 +23,7 @@ from typing import Any
 from .problems import _raw_problems, hand_trace, tool_trace
 from .tokenizer import build_tokenizer
 
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 
 # Everything that determines the built model; its hash names the cache directory.
 RECIPE: dict[str, Any] = {
@@ -34,7 +34,10 @@ RECIPE: dict[str, Any] = {
     # span two number tokens and "What is 4821*37?" is in the distribution
     "problems": {"mul_max_digits": 4},
     "data": {
-        "n_examples": 10000,
+        # v6: 40,000 examples seen twice (v5: 10,000 seen 8 times, the same steps). The v5 model had memorised its
+        # products: the second token of a two-token answer was copied right 96.5% of the time on training traces
+        # but 84% on fresh ones (teacher-forced), and "4821*37" was boxed as 178113
+        "n_examples": 40000,
         "cot_fraction": 0.12,  # examples with the CoT prompt (always hand traces)
         "tool_fraction": 0.28,  # of the agent-prompt examples: tool traces (the rest: hand traces)
         # extra agent-prompt tool traces whose first token (the decision to call) is kept out of the loss: they
@@ -57,7 +60,7 @@ RECIPE: dict[str, Any] = {
         "tie_word_embeddings": True,
     },
     "train": {
-        "num_train_epochs": 8,  # v4: 5 (two-token answers are copied reliably only after longer training)
+        "num_train_epochs": 2,  # v5: 8 over 10,000 examples, v4: 5 (two-token answers need the longer training)
         "per_device_train_batch_size": 16,
         "learning_rate": 5e-3,
         "adam_beta2": 0.98,

@@ -37,11 +37,19 @@ def _hf_greedy(model, tok, ids: list[int], n: int, eos) -> list[int]:
     return out[0, len(ids) :].tolist()
 
 
-def _gen(backend, requests):
-    """Run (ids, max_new, stop, tag) requests concurrently through one backend; their outputs in order."""
+def _gen(backend, requests, last: bool = False):
+    """Run (ids, max_new, stop, tag) requests concurrently through one backend; their outputs in order. `last`:
+    each is its trajectory's last request, so the engine is told the trajectory finished (as `run_agent` does);
+    in a run announced by `start_run` the engine otherwise waits for the trajectory's next request."""
+
+    async def one(i, m, s, t):
+        out = await backend.generate(i, m, GREEDY, s, tag=t)
+        if last:
+            backend.trajectory_finished(t)
+        return out
 
     async def go():
-        return await asyncio.gather(*(backend.generate(i, m, GREEDY, s, tag=t) for i, m, s, t in requests))
+        return await asyncio.gather(*(one(*r) for r in requests))
 
     return asyncio.run(go())
 
@@ -69,7 +77,7 @@ def test_new_prompts_that_start_alike_share_one_prefill(nano):
     prompts += [prompts[0]] * 3  # a GRPO group: one prompt, several completions
     # all due at once: one admission, whatever the timing
     backend.start_run(len(prompts), len(prompts), seed=0)
-    outs = _gen(backend, [(p, 20, Stop(), i) for i, p in enumerate(prompts)])
+    outs = _gen(backend, [(p, 20, Stop(), i) for i, p in enumerate(prompts)], last=True)
     for p, out in zip(prompts, outs, strict=True):
         assert out.token_ids == _hf_greedy(model, tok, p, 20, backend.eos_ids)
     stats = backend.engine.stats

@@ -217,8 +217,10 @@ def test_profiles_side_by_side_draws_what_exists(tmp_path):
 
 def test_training_curves_show_the_step_time_split_when_logged(tmp_path):
     from deepmath_lib.paths import REPO_ROOT
+    from deepmath_lib.results import STEP_TIME_COLUMNS
 
     df = pd.read_csv(REPO_ROOT / "data/results/nano/train_metrics.csv")
+    df = df.drop(columns=[c for c in STEP_TIME_COLUMNS if c in df.columns])  # a run that logged no timing
     plain = plots.plot_training_curves(df, tmp_path / "a")
     timed = plots.plot_training_curves(
         df.assign(step_s=3.0, rollout_s=2.0, reward_s=0.01, optimizer_s=0.99), tmp_path / "b"

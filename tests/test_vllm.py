@@ -232,6 +232,8 @@ def test_openai_server_smol_fence_stop_and_cli(tmp_path):
                 "openai",
                 "--base-url",
                 server.url,
+                "--model",
+                "base",  # what the server serves (a local `make demo PROFILE=smol` adapter would be asked for otherwise)
             ],
             capture_output=True,
             text=True,

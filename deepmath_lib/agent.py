@@ -123,8 +123,10 @@ async def run_trajectory(
     sandbox_factory: Callable[[], Any] | None = None,
     tag: int = 0,
     closers: list | None = None,
+    start_gate: asyncio.Semaphore | None = None,
 ) -> Trajectory:
-    """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached) or error."""
+    """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached) or error.
+    `start_gate` (run_agent's) lets sandboxes start a few at a time, in the order trajectories start."""
     tok = backend.tokenizer
     traj = Trajectory(problem=problem, prompt_ids=list(prompt_ids))
     stop = call_stop(tok, profile) if tool else Stop()
@@ -139,7 +141,7 @@ async def run_trajectory(
     backend.trajectory_started(tag)
     # the sandbox starts while the first step generates, so the first call does not wait for it
     starting = (
-        asyncio.ensure_future(asyncio.to_thread(sandbox_factory or default_sandbox_factory(profile)))
+        asyncio.ensure_future(_start_sandbox(sandbox_factory or default_sandbox_factory(profile), start_gate))
         if tool
         else None
     )
@@ -219,6 +221,16 @@ async def run_trajectory(
     return traj
 
 
+async def _start_sandbox(factory: Callable[[], Any], gate: asyncio.Semaphore | None):
+    """A sandbox from `factory`, in a thread. Workers are forked one at a time, so when many trajectories start
+    at once the gate (first come, first served) keeps them in start order: the first trajectories' sandboxes are
+    ready first, instead of all of them late."""
+    if gate is None:
+        return await asyncio.to_thread(factory)
+    async with gate:
+        return await asyncio.to_thread(factory)
+
+
 async def _close_sandbox(starting: asyncio.Future) -> None:
     with contextlib.suppress(Exception):  # a sandbox that failed to start has nothing to close
         sandbox = await starting
@@ -245,6 +257,9 @@ def _run_sync(coro):
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+SANDBOX_STARTS = 2  # sandboxes starting at once in a run (the zygote forks one at a time)
 
 
 def run_agent(
@@ -292,6 +307,7 @@ def run_agent(
             ThreadPoolExecutor(max_workers=2 * concurrency + 4, thread_name_prefix="sandbox")
         )
         sem = asyncio.Semaphore(concurrency)
+        starts = asyncio.Semaphore(SANDBOX_STARTS)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -310,6 +326,7 @@ def run_agent(
                     sandbox_factory=sandbox_factory,
                     tag=idx,
                     closers=closers,
+                    start_gate=starts,
                 )
             if on_result is not None:
                 on_result(idx, traj)

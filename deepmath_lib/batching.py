@@ -2,16 +2,19 @@
 
 A worker thread owns a batch of *slots*, one per trajectory being decoded, and one key/value cache shared by them.
 Each slot's cache row is contiguous and right-aligned (row `r` holds its `lens[r]` tokens in the last columns), so a
-decode step feeds every slot's newest token at the same column. Between two decode steps the engine
+step writes every decoding slot's newest token at the same column. Each step is **one forward pass over one packed
+row of tokens**, as vLLM mixes prefill and decode: the newest token of every slot being decoded, then the new tokens
+of each request admitted at this step. Between two steps the engine
 
 - frees the slot of every request that stopped (stop tag, EOS, its token limit) and hands its result back at once;
   the trajectory's cache row is kept aside, keyed by the trajectory;
-- admits waiting requests into free slots: a continuing trajectory (after a sandbox call) prefills only the tokens
+- admits waiting requests into free slots: a continuing trajectory (after a sandbox call) brings only the tokens
   that are new since its kept row (the last sampled token and the tool output); a new one starts from the newest
-  prompt's cached prefix it shares (system prompt, few-shot turns) and prefills the rest. All the requests admitted
-  at one boundary are prefilled in one batched forward pass.
+  prompt's cached prefix it shares (system prompt, few-shot turns) and brings the rest. Their tokens ride in the
+  next step's packed row, beside the decode tokens (no forward pass of their own).
 
-Sandbox calls run in other threads while the batch goes on decoding.
+Attention reads the cache in place (`_packed_attention`): the decode tokens as one batch over the slots' rows, each
+joiner's tokens causally over its own row. Sandbox calls run in other threads while the batch goes on decoding.
 
 **Deterministic mode** (the default). When a request may join the batch must not depend on how fast a sandbox call
 returns, or sampled tokens would change from run to run. So a trajectory whose request finished at step `s` is
@@ -99,8 +102,7 @@ class SlotEngine:
             "reused_tokens": 0,
             "shared_prefills": 0,
             "stalls": 0,
-            "decode_s": 0.0,
-            "prefill_s": 0.0,
+            "step_s": 0.0,
             "sample_s": 0.0,
             "idle_s": 0.0,
         }
@@ -205,14 +207,9 @@ class SlotEngine:
                         self._cv.wait()
                     self.stats["idle_s"] += clock() - t0
                 try:
-                    if joiners:
-                        t0 = clock()
-                        self._prefill(joiners)
-                        self.stats["prefill_s"] += clock() - t0
-                    if self._n_active():
-                        t0 = clock()
-                        self._decode_step()
-                        self.stats["decode_s"] += clock() - t0
+                    t0 = clock()
+                    self._forward_step(joiners)
+                    self.stats["step_s"] += clock() - t0
                 except BaseException as exc:  # fail the requests in the batch; the engine goes on serving
                     for req in [r for r in self._slots if r is not None] + list(joiners or []):
                         if not req.future.done():
@@ -220,10 +217,15 @@ class SlotEngine:
                     self._slots, self._lens = [], []
                     self._arena.clear()
 
-    def _forward(self, input_ids, attention_mask, position_ids, keys=None, values=None, cache=None):
-        """Logits of each row's last position (and the keys/values after the pass, unless `cache` is given)."""
+    def _forward(
+        self, input_ids, attention_mask, position_ids, keys=None, values=None, cache=None, keep=None
+    ):
+        """The model on `input_ids`: logits of each row's last position, and the keys/values after the pass. With
+        `cache` (the arena's, in a packed step) the batch is one packed row and `keep` picks the positions whose
+        logits come back."""
         from transformers import DynamicCache
 
+        packed = cache is not None
         if cache is None:
             cache = DynamicCache(config=self.model.config)
             if keys is not None:
@@ -232,21 +234,23 @@ class SlotEngine:
                     layer.keys, layer.values = k, v
         config = self.model.config
         impl = config._attn_implementation
-        if (
-            impl == "sdpa"
-        ):  # the same maths without sdpa's per-head copies of the cache (see _grouped_attention)
-            config._attn_implementation = _register_attention()
+        # packed steps: our attention over the arena (no mask tensors at all); row prefills: the same maths as
+        # sdpa without its per-head copies of the cache (see _grouped_attention)
+        if packed or impl == "sdpa":
+            config._attn_implementation = _register_attention(packed)
         try:
             out = self.model(
                 input_ids=input_ids,
-                attention_mask=attention_mask,
+                attention_mask=None if packed else attention_mask,
                 position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=keep if packed else 1,
             )
         finally:
             config._attn_implementation = impl
+        if packed:
+            return out.logits[0].float(), None, None
         return (
             out.logits[:, -1, :].float(),
             [ly.keys for ly in cache.layers],
@@ -277,108 +281,99 @@ class SlotEngine:
         self.stats["prefill_tokens"] += c
         self.stats["shared_prefills"] += 1
 
-    def _prefill(self, joiners: list[_Req]) -> None:
-        """One batched forward pass over the joiners' new tokens, on top of their kept cache rows."""
+    def _forward_step(self, joiners: list[_Req]) -> None:
+        """One forward pass over one packed row of tokens: the newest token of every slot being decoded, then the
+        new tokens of each joiner (a fresh prompt's part past its shared prefix, a continuing trajectory's tool
+        output), as vLLM mixes prefill and decode. Each slot's cache row stays right-aligned: a decode slot writes
+        one column, a joiner's kept past and new tokens are placed to end at the same column."""
         torch = self._torch
-        self._share_prefix([r for r in joiners if r.tag not in self._kept])
-        pasts, suffixes = [], []
-        fresh = []  # joiners with no kept row of their own: they start from the last prompt's shared prefix
-        for j, req in enumerate(joiners):
-            kept = self._kept.pop(req.tag, None)
-            if kept is None:
-                fresh.append(j)
-                kept = self._prefix
-            c = 0
-            if kept is not None:
-                c = _common_prefix(kept[0], req.ids, len(req.ids) - 1)
-                if c == 0:
-                    kept = None
-            pasts.append((c, kept))
-            suffixes.append(req.ids[c:])
-            self.stats["reused_tokens"] += c
-            self.stats["prefill_tokens"] += len(req.ids) - c
-        self.stats["prefills"] += 1
-        J = len(joiners)
-        p_max = max(c for c, _ in pasts)
-        s_max = max(len(s) for s in suffixes)
         dev = self.device
-        input_ids = torch.full((J, s_max), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((J, p_max + s_max), dtype=torch.long)
-        pos = torch.zeros((J, s_max), dtype=torch.long)
-        for j, ((c, _), suf) in enumerate(zip(pasts, suffixes, strict=True)):
-            input_ids[j, s_max - len(suf) :] = torch.tensor(suf)
-            mask[j, p_max - c : p_max] = 1
-            mask[j, p_max + s_max - len(suf) :] = 1
-            pos[j, s_max - len(suf) :] = torch.arange(c, c + len(suf))
-        keys = values = None
-        if p_max:
-            ref = next(kept for _, kept in pasts if kept is not None)[1]
-            keys, values = [], []
-            for layer in range(len(ref)):
-                h, _, d = ref[layer].shape
-                kl = ref[layer].new_zeros((J, h, p_max, d))
-                vl = kl.clone()
-                for j, (c, kept) in enumerate(pasts):
-                    if c:
-                        kl[j, :, p_max - c :] = kept[1][layer][:, :c]
-                        vl[j, :, p_max - c :] = kept[2][layer][:, :c]
-                keys.append(kl)
-                values.append(vl)
-        logits, keys, values = self._forward(input_ids.to(dev), mask.to(dev), pos.to(dev), keys, values)
-        # each joiner's valid columns, made contiguous, into a free slot
-        rows = []
-        for j in range(J):
-            c, n = pasts[j][0], len(suffixes[j])
-            cols = torch.cat(
-                [torch.arange(p_max - c, p_max), torch.arange(p_max + s_max - n, p_max + s_max)]
-            ).to(dev)
-            rows.append(
-                ([k[j].index_select(1, cols) for k in keys], [v[j].index_select(1, cols) for v in values])
-            )
-        if fresh:  # the newest prompt: a prefix for the next ones (the system prompt, few-shot turns)
-            j = fresh[-1]
-            self._prefix = (list(joiners[j].ids), rows[j][0], rows[j][1])
         arena = self._arena
+        decode = [i for i, r in enumerate(self._slots) if r is not None]
+        plans = []  # (request, kept cache or None, reused length, new tokens)
+        if joiners:
+            self._share_prefix([r for r in joiners if r.tag not in self._kept])
+            for req in joiners:
+                kept = self._kept.pop(req.tag, None)
+                fresh = kept is None
+                if fresh:
+                    kept = self._prefix
+                c = _common_prefix(kept[0], req.ids, len(req.ids) - 1) if kept is not None else 0
+                plans.append((req, kept if c else None, c, req.ids[c:], fresh))
+                self.stats["reused_tokens"] += c
+                self.stats["prefill_tokens"] += len(req.ids) - c
+            self.stats["prefills"] += 1
+        # room: every row ends at column `hi + 1` after this step
+        width = max([self._lens[i] for i in decode] + [c + len(s) - 1 for _, _, c, s, _ in plans] + [0])
+        like = plans[0][1][1] if plans and plans[0][1] is not None else None
+        if arena.kb is None and like is None:
+            like = self._layer_like()
         free = self._slots.count(None)
-        arena.reserve(len(self._slots) + max(0, J - free), max(r[0][0].shape[1] for r in rows), rows[0][0])
-        if J > free:
-            self._slots += [None] * (J - free)
-            self._lens += [0] * (J - free)
-        for req, (rk, rv) in zip(joiners, rows, strict=True):
-            slot = self._slots.index(None)
-            arena.put(slot, rk, rv)
-            self._slots[slot] = req
-            self._lens[slot] = rk[0].shape[1]
-        self._advance(joiners, logits)
-
-    def _decode_step(self) -> None:
-        torch = self._torch
-        dev = self.device
-        arena = self._arena
+        if plans and len(plans) > free:
+            self._slots += [None] * (len(plans) - free)
+            self._lens += [0] * (len(plans) - free)
+        arena.reserve(len(self._slots), width, like if like is not None else [k[0] for k in arena.kb])
         arena.ensure_right(1)
-        width = arena.width
-        lens = torch.tensor(self._lens, dtype=torch.long)
-        tokens = torch.tensor(
-            [[r.new[-1] if r is not None else self.pad_id] for r in self._slots], dtype=torch.long
-        )
-        mask = torch.cat(
-            [
-                (torch.arange(width)[None, :] >= (width - lens)[:, None]).long(),
-                torch.ones((len(lens), 1), dtype=torch.long),
-            ],
-            1,
-        )
-        logits, _, _ = self._forward(tokens.to(dev), mask.to(dev), lens[:, None].to(dev), cache=arena.cache())
+        hi = arena.hi
+        rows, cols, pos, tokens = [], [], [], []
+        for i in decode:
+            rows.append(i)
+            cols.append(hi)
+            pos.append(self._lens[i])
+            tokens.append(self._slots[i].new[-1])
+        keep = list(range(len(decode)))
+        spans = []  # (slot, first packed index, new tokens, row length after the step)
+        for req, kept, c, suffix, _ in plans:
+            slot = self._slots.index(None)
+            self._slots[slot] = req
+            n = len(suffix)
+            if kept is not None:
+                arena.put_at(slot, hi + 1 - n, [k[:, :c] for k in kept[1]], [v[:, :c] for v in kept[2]])
+            spans.append((slot, len(tokens), n, c + n))
+            rows += [slot] * n
+            cols += range(hi + 1 - n, hi + 1)
+            pos += range(c, c + n)
+            tokens += suffix
+            keep.append(len(tokens) - 1)
+        layout = _Layout(arena, rows, cols, decode, [self._lens[i] + 1 for i in decode], spans, dev)
+        _LAYOUT.current = layout
+        try:
+            logits, _, _ = self._forward(
+                torch.tensor([tokens], device=dev),
+                None,
+                torch.tensor([pos], device=dev),
+                cache=arena.cache(layout),
+                keep=torch.tensor(keep, device=dev),
+            )
+        finally:
+            _LAYOUT.current = None
         arena.hi += 1
+        self._step_count()
+        for i in decode:
+            self._lens[i] += 1
+        for slot, _, _, length in spans:
+            self._lens[slot] = length
+        fresh_spans = [sp for sp, pl in zip(spans, plans, strict=True) if pl[4]]
+        if fresh_spans:  # the newest prompt: a prefix for the next ones (the system prompt, few-shot turns)
+            slot, _, _, length = fresh_spans[-1]
+            self._prefix = (list(self._slots[slot].ids), *arena.row(slot, length))
+        self._advance([self._slots[i] for i in decode] + [p[0] for p in plans], logits)
+        self._trim()
+
+    def _step_count(self) -> None:
         self._step += 1
         self.stats["decode_steps"] += 1
-        rows = [i for i, r in enumerate(self._slots) if r is not None]
-        for i in rows:
-            self._lens[i] += 1
-        self._advance(
-            [self._slots[i] for i in rows], logits[rows] if len(rows) < len(self._slots) else logits
-        )
-        self._trim()
+
+    def _layer_like(self) -> list:
+        """Empty per-layer (kv heads, 0, head dim) tensors: the arena's shape and dtype when nothing is cached."""
+        torch = self._torch
+        cfg = self.model.config
+        d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dtype = next(self.model.parameters()).dtype
+        return [
+            torch.zeros((cfg.num_key_value_heads, 0, d), dtype=dtype, device=self.device)
+            for _ in range(cfg.num_hidden_layers)
+        ]
 
     def _advance(self, reqs: list[_Req], logits) -> None:
         """Sample one token per request; hand back the finished ones and free their slots."""
@@ -536,6 +531,13 @@ class _Arena:
             kb[slot, :, self.hi - n : self.hi] = k
             vb[slot, :, self.hi - n : self.hi] = v
 
+    def put_at(self, slot: int, end: int, keys: list, values: list) -> None:
+        """Write one row's keys/values (per layer: kv heads, n, head dim) to end at column `end`."""
+        n = keys[0].shape[1]
+        for kb, vb, k, v in zip(self.kb, self.vb, keys, values, strict=True):
+            kb[slot, :, end - n : end] = k
+            vb[slot, :, end - n : end] = v
+
     def row(self, slot: int, n: int) -> tuple[list, list]:
         """Copies of one row's last `n` columns, per layer."""
         return (
@@ -552,45 +554,82 @@ class _Arena:
             buf[: len(slots), :, self.lo : self.hi] = buf[:, :, self.lo : self.hi].index_select(0, idx)
         self.rows = len(slots)
 
-    def cache(self):
-        """A transformers cache whose layers write the step's column in place at `hi` (the caller then moves
-        `hi` on by one)."""
+    def cache(self, layout: _Layout):
+        """A transformers cache whose layers write a packed step's keys/values in place, each token at its
+        (row, column) of `layout` (the caller then moves `hi` on by one)."""
         from transformers import DynamicCache
 
         cache = DynamicCache()
-        cache.layers = [_ArenaLayer(self, i) for i in range(len(self.kb))]
+        cache.layers = [_ArenaLayer(self, i, layout) for i in range(len(self.kb))]
         return cache
+
+
+class _Layout:
+    """Where the tokens of one packed step go, and the masks every layer shares. Token `t` belongs to slot
+    `rows[t]` at column `cols[t]`; the first `len(decode)` tokens are the decode slots' (one each; `decode_lens`:
+    their row lengths after the step); `spans` lists each joiner as (slot, first token, new tokens, row length after
+    the step). When every slot is decoding and nobody joins (most steps), rows and columns are plain slices."""
+
+    def __init__(self, arena: _Arena, rows, cols, decode, decode_lens, spans, device):
+        import torch
+
+        self.arena, self.spans, self.nd = arena, spans, len(decode)
+        self.all_decode = not spans and decode == list(range(arena.rows))
+        self.rows = self.cols = self.dec_idx = self.dead = None
+        if not self.all_decode:
+            self.rows = torch.tensor(rows, device=device)
+            self.cols = torch.tensor(cols, device=device)
+            if decode:
+                self.dec_idx = torch.tensor(decode, device=device)
+        if (
+            decode
+        ):  # decode rows see their own columns only; other rows keep one column (their results are dropped)
+            width = arena.hi + 1 - arena.lo
+            start = torch.full((arena.rows,), width - 1, dtype=torch.long)
+            start[torch.tensor(decode)] = width - torch.tensor(decode_lens)
+            self.dead = (torch.arange(width)[None, :] < start[:, None]).to(device)[:, None, None, :]
+        self.causal = [  # each joiner's new tokens see its past and the new tokens before them
+            torch.ones((n, length), dtype=torch.bool, device=device).tril(length - n).logical_not_()
+            for _, _, n, length in spans
+        ]
+
+
+_LAYOUT = threading.local()  # the packed step in progress on this engine thread
 
 
 def _arena_layer_class():
     from transformers.cache_utils import DynamicLayer
 
     class ArenaLayer(DynamicLayer):
-        def __init__(self, arena: _Arena, index: int):
+        def __init__(self, arena: _Arena, index: int, layout: _Layout):
             super().__init__()
-            self.arena, self.index = arena, index
+            self.arena, self.index, self.layout = arena, index, layout
             kb = arena.kb[index]
             self.dtype, self.device, self.is_initialized = kb.dtype, kb.device, True
             self.keys = kb[: arena.rows, :, arena.lo : arena.hi]
             self.values = arena.vb[index][: arena.rows, :, arena.lo : arena.hi]
 
         def update(self, key_states, value_states, *args, **kwargs):
-            a, n = self.arena, key_states.shape[-2]
+            a, lay = self.arena, self.layout
             kb, vb = a.kb[self.index], a.vb[self.index]
-            kb[: a.rows, :, a.hi : a.hi + n] = key_states
-            vb[: a.rows, :, a.hi : a.hi + n] = value_states
-            self.keys = kb[: a.rows, :, a.lo : a.hi + n]
-            self.values = vb[: a.rows, :, a.lo : a.hi + n]
+            if lay.rows is None:  # every slot decoding: one column
+                kb[: a.rows, :, a.hi] = key_states[0].transpose(0, 1)
+                vb[: a.rows, :, a.hi] = value_states[0].transpose(0, 1)
+            else:
+                kb[lay.rows, :, lay.cols] = key_states[0].transpose(0, 1)
+                vb[lay.rows, :, lay.cols] = value_states[0].transpose(0, 1)
+            self.keys = kb[: a.rows, :, a.lo : a.hi + 1]
+            self.values = vb[: a.rows, :, a.lo : a.hi + 1]
             return self.keys, self.values
 
     return ArenaLayer
 
 
-def _ArenaLayer(arena: _Arena, index: int):  # noqa: N802  (a class made on first use: transformers is imported lazily)
+def _ArenaLayer(arena: _Arena, index: int, layout: _Layout):  # noqa: N802  (made on first use: transformers loads lazily)
     global _ARENA_LAYER
     if _ARENA_LAYER is None:
         _ARENA_LAYER = _arena_layer_class()
-    return _ARENA_LAYER(arena, index)
+    return _ARENA_LAYER(arena, index, layout)
 
 
 _ARENA_LAYER = None
@@ -668,10 +707,74 @@ def _grouped_attention(
     return out.reshape(b, hq, q, d).transpose(1, 2).contiguous(), None
 
 
-def _register_attention() -> str:
+def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+    """Attention of a packed step (see `SlotEngine._forward_step`), read straight from the arena: the decode tokens
+    as one batch over every slot's row (queries of other slots are zeros, their results dropped), then each joiner's
+    tokens over its own row, causal. Query heads are matched to their key/value head by a reshape."""
+    import torch
+
+    lay = _LAYOUT.current
+    a = lay.arena
+    kb, vb = a.kb[module.layer_idx], a.vb[module.layer_idx]
+    _, hq, t, d = query.shape
+    hkv = kb.shape[1]
+    g = hq // hkv
+    scale = scaling if scaling is not None else d**-0.5
+    q = query[0].transpose(0, 1)  # (tokens, hq, d)
+    nd = lay.nd
+    if lay.all_decode:
+        return _decode_attention(q, kb, vb, a, lay, hkv, g, scale).reshape(nd, hq, d)[None], None
+    out = q.new_empty((t, hq, d))
+    if nd:
+        qd = q.new_zeros((a.rows, hkv, g, d))
+        qd[lay.dec_idx] = q[:nd].reshape(nd, hkv, g, d)
+        out[:nd] = (
+            _decode_attention(qd, kb, vb, a, lay, hkv, g, scale)
+            .index_select(0, lay.dec_idx)
+            .reshape(nd, hq, d)
+        )
+    end = a.hi + 1
+    for (slot, first, n, length), causal in zip(lay.spans, lay.causal, strict=True):
+        k = kb[slot, :, end - length : end]  # (hkv, length, d)
+        v = vb[slot, :, end - length : end]
+        qj = q[first : first + n].reshape(n, hkv, g, d).permute(1, 2, 0, 3).reshape(hkv, g * n, d)
+        scores = (torch.matmul(qj, k.transpose(-1, -2)) * scale).view(hkv, g, n, length)
+        scores = scores.masked_fill(causal, torch.finfo(scores.dtype).min)
+        probs = torch.softmax(scores.float(), dim=-1).to(v.dtype).view(hkv, g * n, length)
+        out[first : first + n] = (
+            torch.matmul(probs, v).view(hkv, g, n, d).permute(2, 0, 1, 3).reshape(n, hq, d)
+        )
+    return out[None], None
+
+
+def _decode_attention(q, kb, vb, a, lay, hkv: int, g: int, scale: float):
+    """One query per slot (q: slots x hkv x g x head dim) over each slot's row of the arena."""
+    import torch
+
+    end = a.hi + 1
+    scores = (
+        torch.matmul(q.reshape(a.rows, hkv, g, -1), kb[: a.rows, :, a.lo : end].transpose(-1, -2)) * scale
+    )
+    scores = scores.masked_fill(lay.dead, torch.finfo(scores.dtype).min)  # (slots, hkv, g, width)
+    probs = torch.softmax(scores.float(), dim=-1).to(vb.dtype)
+    return torch.matmul(probs, vb[: a.rows, :, a.lo : end])  # (slots, hkv, g, head dim)
+
+
+def _no_mask(*args, **kwargs):
+    return None
+
+
+_PACKED = "deepmath_packed"
+
+
+def _register_attention(packed: bool = False) -> str:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
+    if packed:
+        AttentionInterface.register(_PACKED, _packed_attention)
+        AttentionMaskInterface.register(_PACKED, _no_mask)
+        return _PACKED
     AttentionInterface.register(_ATTN, _grouped_attention)
     AttentionMaskInterface.register(_ATTN, sdpa_mask)
     return _ATTN

@@ -233,10 +233,44 @@ class SeccompFilter:
             cmp = (_ArgCmp * 1)(_ArgCmp(0, _SCMP_CMP_NE, 0, 0))
             lib.seccomp_rule_add_array(self._ctx, _scmp_errno(errno.EPERM), nr, 1, cmp)
 
+        self._prog = self._export()
+
+    def _export(self):
+        """The filter compiled once to BPF (what `seccomp_load` would compile again in every worker, about 2-7 ms
+        each): a `sock_fprog` ready for prctl, or None when libseccomp cannot export it (load() then compiles)."""
+        try:
+            fd = os.memfd_create("seccomp-bpf")
+        except (AttributeError, OSError):
+            return None
+        try:
+            if self._lib.seccomp_export_bpf(ctypes.c_void_p(self._ctx), fd) != 0:
+                return None
+            size = os.lseek(fd, 0, os.SEEK_END)
+            data = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        if not data or len(data) % 8:
+            return None
+        self._code = ctypes.create_string_buffer(data, len(data))  # kept alive with the filter
+        return _SockFprog(len(data) // 8, ctypes.cast(self._code, ctypes.c_void_p))
+
     def load(self) -> None:
+        """Install the filter on the calling process (no_new_privs must be set, as the worker does first)."""
+        if self._prog is not None:
+            if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"seccomp filter refused: {os.strerror(e)}")
+            return
         rc = self._lib.seccomp_load(self._ctx)
         if rc != 0:
             raise OSError(-rc, "seccomp_load failed")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 
 
 def make_seccomp() -> SeccompFilter | None:
@@ -337,3 +371,34 @@ def set_limits(base_vm: int, memory_mb: int, cpu_hard_s: int, nofile: int = 64) 
         _set(resource.RLIMIT_MEMLOCK, 0)
     if hasattr(resource, "RLIMIT_MSGQUEUE"):
         _set(resource.RLIMIT_MSGQUEUE, 0)
+
+
+MADV_COLLAPSE = 25  # Linux 6.1+
+_HUGE = 2 * 1024 * 1024
+
+
+def collapse_heap() -> int:
+    """Back the warmed heap (private anonymous memory) with 2 MiB pages, where the kernel can: a fork then copies a
+    page-table entry per 2 MiB instead of one per 4 KiB, so each worker starts faster (a warm zygote forks about a
+    third faster here). Best effort: returns the bytes collapsed, 0 on kernels without MADV_COLLAPSE."""
+    if _libc is None:
+        return 0
+    madvise = _libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    done = 0
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except OSError:
+        return 0
+    for line in maps:
+        fields = line.split()
+        if len(fields) < 5 or not fields[1].startswith("rw") or fields[1][3] != "p":
+            continue
+        if len(fields) > 5 and fields[5] != "[heap]":  # file-backed or the stack
+            continue
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        start, end = (lo + _HUGE - 1) & ~(_HUGE - 1), hi & ~(_HUGE - 1)
+        if end - start >= _HUGE and madvise(start, end - start, MADV_COLLAPSE) == 0:
+            done += end - start
+    return done

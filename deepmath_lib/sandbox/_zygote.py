@@ -23,6 +23,7 @@ import json  # noqa: E402
 import linecache  # noqa: E402
 import pickle  # noqa: E402
 import resource  # noqa: E402
+import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
@@ -46,6 +47,7 @@ _HDR = struct.Struct("!I")
 
 # --------------------------------------------------------------------------- worker side
 NICENESS = 10  # the workers' scheduling priority below the host's
+SPARES = 32  # workers forked ahead, idle until a Sandbox claims one
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -254,7 +256,8 @@ class _Worker:
                     _send(self.fd, {"ok": False, "error": repr(e)})
 
 
-def _worker_main(fd: int, cfg: dict, z: dict) -> None:
+def _worker_prelude(z: dict) -> None:
+    """First steps of every forked child: its own session, and death with the zygote."""
     os.setsid()  # own session and process group
     try:
         L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -262,6 +265,24 @@ def _worker_main(fd: int, cfg: dict, z: dict) -> None:
         pass
     if os.getppid() != z["zygote_pid"]:
         os._exit(0)
+
+
+def _spare_main(chan: socket.socket, z: dict) -> None:
+    """A spare: forked ahead while the zygote is idle, it runs nothing until the zygote hands it a Sandbox's
+    channel and settings, then becomes that Sandbox's worker exactly as a freshly forked one would."""
+    _worker_prelude(z)
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1)
+        cfg = json.loads(msg)
+    except (OSError, ValueError):
+        os._exit(0)
+    chan.close()
+    if not fds:
+        os._exit(0)
+    _worker_main(fds[0], cfg, z)
+
+
+def _worker_main(fd: int, cfg: dict, z: dict) -> None:
     devnull = os.open("/dev/null", os.O_RDWR)
     for std in (0, 1, 2):
         os.dup2(devnull, std)
@@ -356,6 +377,7 @@ def main(ctrl_fd: int, disable: str = "") -> None:
         os.nice(NICENESS)
     gc.collect()
     gc.freeze()  # keep the warmed heap shared copy-on-write
+    L.collapse_heap()  # fewer page-table entries to copy per fork
     z = {
         "zygote_pid": os.getpid(),
         "base_vm": L.vm_size_bytes(),
@@ -371,7 +393,31 @@ def main(ctrl_fd: int, disable: str = "") -> None:
         },
     }
     ctrl.sendall(json.dumps({"ready": True, "features": z["features"]}).encode() + b"\n")
+    spares: list[socket.socket] = []  # our ends of the spares' channels, oldest first
     while True:
+        # requests first; while none is waiting, fork spares up to SPARES (a fork costs milliseconds of a
+        # core: done ahead, a burst of new Sandboxes, as at the start of a batch of trajectories, finds them ready)
+        if len(spares) < SPARES and not select.select([ctrl], [], [], 0)[0]:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                pid = os.fork()
+            except OSError:
+                ours.close()
+                theirs.close()
+                select.select([ctrl], [], [], 0.05)  # no fork now: wait for a request, try again later
+                continue
+            if pid == 0:
+                try:
+                    ctrl.close()
+                    ours.close()
+                    for sp in spares:
+                        sp.close()
+                    _spare_main(theirs, z)
+                finally:
+                    os._exit(0)
+            theirs.close()
+            spares.append(ours)
+            continue
         try:
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
         except (OSError, ValueError):
@@ -382,20 +428,33 @@ def main(ctrl_fd: int, disable: str = "") -> None:
             continue
         fd = fds[0]
         try:
-            cfg = json.loads(msg)
+            json.loads(msg)
         except ValueError:
             os.close(fd)
             continue
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(fd)
-            continue
-        if pid == 0:
+        handed = False
+        while spares and not handed:
+            chan = spares.pop(0)
             try:
-                ctrl.close()
-                _worker_main(fd, cfg, z)
-            finally:
-                os._exit(0)
+                socket.send_fds(chan, [msg], [fd])
+                handed = True
+            except OSError:  # that spare is gone: the next one, or a fresh fork
+                pass
+            chan.close()
+        if not handed:
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(fd)
+                continue
+            if pid == 0:
+                try:
+                    ctrl.close()
+                    for sp in spares:
+                        sp.close()
+                    _worker_prelude(z)
+                    _worker_main(fd, json.loads(msg), z)
+                finally:
+                    os._exit(0)
         os.close(fd)
     os._exit(0)

@@ -1,0 +1,131 @@
+"""Can a better prompt open the kinds smol never solves? Untrained smol on validation problems (never the held-out set),
+per problem kind, under three few-shot prompts:
+
+- `shipped`: the smol profile's prompt (3 solved examples: a product, a modular power, a counting sum);
+- `shipped+1`: the same with the fourth general example (a linear equation solved with sympy);
+- `kinds`: five short examples written in the nano generator's own problem styles (a product, `a^b mod m`, "how
+  many n <= N are divisible by p or q", a linear equation, an arithmetic series), each solved by one line of code.
+
+Each prompt is measured greedy (the held-out check's sampling) and, with `--samples`, sampled as GRPO samples it
+(T 1.0, top_p 0.8, top_k 50): a kind that no sample solves gives GRPO no accuracy signal there. Writes
+`data/results/smol/prompt_probe.json`.
+
+    python scripts/smol_prompt_probe.py [--n 80] [--samples 4] [--sampled-prompts kinds]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from deepmath_lib import prompts
+from deepmath_lib.agent import run_agent
+from deepmath_lib.backends import TransformersBackend
+from deepmath_lib.grading import is_equivalent
+from deepmath_lib.grpo import validation_problems
+from deepmath_lib.models import load_model
+from deepmath_lib.paths import REPO_ROOT
+from deepmath_lib.profiles import get_profile
+
+E = prompts.Example
+KINDS = (
+    E("What is 248*365?", (("print(248*365)", "90520"),), "90520"),
+    E("What is 7^222 mod 1000?", (("print(pow(7, 222, 1000))", "49"),), "49"),
+    E(
+        "How many n<=50 are divisible by 4 or 6?",
+        (("print(len([n for n in range(1, 51) if n % 4 == 0 or n % 6 == 0]))", "16"),),
+        "16",
+    ),
+    E("Solve 5x + 12 = 47.", (("print((47 - 12) / 5)", "7.0"),), "7"),
+    E("Find 3+7+11+...+39.", (("print(sum(range(3, 39 + 1, 4)))", "210"),), "210"),
+)
+VARIANTS = {
+    "shipped": (prompts.EXAMPLES, 3),
+    "shipped+1": (prompts.EXAMPLES, 4),
+    "kinds": (KINDS, len(KINDS)),
+}
+
+
+@contextlib.contextmanager
+def examples(example_set):
+    saved = prompts.EXAMPLES
+    prompts.EXAMPLES = example_set
+    try:
+        yield
+    finally:
+        prompts.EXAMPLES = saved
+
+
+def measure(backend, prof, val, sampling, samples: int) -> dict:
+    problems = [p for p in val for _ in range(samples)]
+    trajs = run_agent(
+        backend,
+        [p["problem"] for p in problems],
+        prof,
+        sampling=sampling,
+        seed=0,
+        concurrency=prof.concurrency,
+    )
+    failed = [t for t in trajs if t.finish_reason == "error"]
+    if failed:
+        raise SystemExit(f"{len(failed)} generations failed; the first: {failed[0].error}")
+    kinds = collections.defaultdict(lambda: {"samples": 0, "code": 0, "correct": 0})
+    for p, t in zip(problems, trajs, strict=True):
+        k = kinds[p["kind"]]
+        k["samples"] += 1
+        k["code"] += t.n_calls_ok > 0
+        k["correct"] += bool(is_equivalent(str(p["answer"]), t.answer))
+    return {
+        "correct": sum(k["correct"] for k in kinds.values()),
+        "samples": len(trajs),
+        "by_kind": dict(kinds),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=80, help="validation problems")
+    ap.add_argument(
+        "--samples", type=int, default=4, help="samples per problem in the sampled runs (0: none)"
+    )
+    ap.add_argument("--sampled-prompts", nargs="*", default=["kinds"], choices=sorted(VARIANTS))
+    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/smol/prompt_probe.json"))
+    a = ap.parse_args()
+    if a.n < 1 or a.samples < 0:
+        ap.error(f"--n must be positive and --samples not negative, got {a.n} and {a.samples}")
+    base = get_profile("smol")
+    val = validation_problems(base, a.n)
+    model, tok = load_model(base, device="cpu")
+    backend = TransformersBackend(model, tok, base.concurrency)
+    sampled = dataclasses.replace(base.train_sampling, temperature=1.0)
+    out = {
+        "model": "smol, untrained (the GRPO starting point)",
+        "problems": "nano generator, train split, seed 1, minus training (validation)",
+        "n": len(val),
+        "greedy": dataclasses.asdict(base.eval_sampling),
+        "sampled": {**dataclasses.asdict(sampled), "samples_per_problem": a.samples},
+        "prompts": {},
+    }
+    t0 = time.time()
+    for name, (example_set, shots) in VARIANTS.items():
+        prof = get_profile("smol", n_shots=shots)
+        with examples(example_set):
+            res = {"shots": [ex.problem for ex in example_set[:shots]]}
+            res["greedy"] = measure(backend, prof, val, prof.eval_sampling, 1)
+            if a.samples and name in a.sampled_prompts:
+                res["sampled"] = measure(backend, prof, val, sampled, a.samples)
+        out["prompts"][name] = res
+        print(name, {k: v["correct"] for k, v in res.items() if isinstance(v, dict)}, flush=True)
+    backend.close()
+    out["seconds"] = round(time.time() - t0, 1)
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

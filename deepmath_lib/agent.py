@@ -225,9 +225,7 @@ async def _start_sandbox(factory: Callable[[], Any], gate: asyncio.Semaphore | N
     """A sandbox from `factory`, in a thread. Workers are forked one at a time, so when many trajectories start
     at once the gate (first come, first served) keeps them in start order: the first trajectories' sandboxes are
     ready first, instead of all of them late."""
-    if gate is None:
-        return await asyncio.to_thread(factory)
-    async with gate:
+    async with gate or contextlib.nullcontext():
         return await asyncio.to_thread(factory)
 
 

@@ -290,7 +290,7 @@ class SlotEngine:
         dev = self.device
         arena = self._arena
         decode = [i for i, r in enumerate(self._slots) if r is not None]
-        plans = []  # (request, kept cache or None, reused length, new tokens)
+        plans = []  # (request, kept cache or None, reused length, new tokens, fresh prompt?)
         if joiners:
             self._share_prefix([r for r in joiners if r.tag not in self._kept])
             for req in joiners:
@@ -305,14 +305,12 @@ class SlotEngine:
             self.stats["prefills"] += 1
         # room: every row ends at column `hi + 1` after this step
         width = max([self._lens[i] for i in decode] + [c + len(s) - 1 for _, _, c, s, _ in plans] + [0])
-        like = plans[0][1][1] if plans and plans[0][1] is not None else None
-        if arena.kb is None and like is None:
-            like = self._layer_like()
         free = self._slots.count(None)
-        if plans and len(plans) > free:
+        if len(plans) > free:
             self._slots += [None] * (len(plans) - free)
             self._lens += [0] * (len(plans) - free)
-        arena.reserve(len(self._slots), width, like if like is not None else [k[0] for k in arena.kb])
+        like = self._layer_like() if arena.kb is None else [k[0] for k in arena.kb]
+        arena.reserve(len(self._slots), width, like)
         arena.ensure_right(1)
         hi = arena.hi
         rows, cols, pos, tokens = [], [], [], []
@@ -348,7 +346,8 @@ class SlotEngine:
         finally:
             _LAYOUT.current = None
         arena.hi += 1
-        self._step_count()
+        self._step += 1
+        self.stats["decode_steps"] += 1
         for i in decode:
             self._lens[i] += 1
         for slot, _, _, length in spans:
@@ -359,10 +358,6 @@ class SlotEngine:
             self._prefix = (list(self._slots[slot].ids), *arena.row(slot, length))
         self._advance([self._slots[i] for i in decode] + [p[0] for p in plans], logits)
         self._trim()
-
-    def _step_count(self) -> None:
-        self._step += 1
-        self.stats["decode_steps"] += 1
 
     def _layer_like(self) -> list:
         """Empty per-layer (kv heads, 0, head dim) tensors: the arena's shape and dtype when nothing is cached."""

@@ -256,8 +256,9 @@ class _Worker:
                     _send(self.fd, {"ok": False, "error": repr(e)})
 
 
-def _worker_prelude(z: dict) -> None:
-    """First steps of every forked child: its own session, and death with the zygote."""
+def _spare_main(chan: socket.socket, z: dict) -> None:
+    """A spare: forked ahead while the zygote is idle, it runs nothing until the zygote hands it a Sandbox's
+    channel and settings, then becomes that Sandbox's worker exactly as a freshly forked one would."""
     os.setsid()  # own session and process group
     try:
         L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -265,12 +266,6 @@ def _worker_prelude(z: dict) -> None:
         pass
     if os.getppid() != z["zygote_pid"]:
         os._exit(0)
-
-
-def _spare_main(chan: socket.socket, z: dict) -> None:
-    """A spare: forked ahead while the zygote is idle, it runs nothing until the zygote hands it a Sandbox's
-    channel and settings, then becomes that Sandbox's worker exactly as a freshly forked one would."""
-    _worker_prelude(z)
     try:
         msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1)
         cfg = json.loads(msg)
@@ -394,29 +389,37 @@ def main(ctrl_fd: int, disable: str = "") -> None:
     }
     ctrl.sendall(json.dumps({"ready": True, "features": z["features"]}).encode() + b"\n")
     spares: list[socket.socket] = []  # our ends of the spares' channels, oldest first
+
+    def fork_spare() -> socket.socket | None:
+        """A new spare worker (None if the kernel refuses a fork now): our end of its channel."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            try:
+                ctrl.close()
+                ours.close()
+                for sp in spares:
+                    sp.close()
+                _spare_main(theirs, z)
+            finally:
+                os._exit(0)
+        theirs.close()
+        return ours
+
     while True:
         # requests first; while none is waiting, fork spares up to SPARES (a fork costs milliseconds of a
         # core: done ahead, a burst of new Sandboxes, as at the start of a batch of trajectories, finds them ready)
         if len(spares) < SPARES and not select.select([ctrl], [], [], 0)[0]:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                pid = os.fork()
-            except OSError:
-                ours.close()
-                theirs.close()
+            spare = fork_spare()
+            if spare is None:
                 select.select([ctrl], [], [], 0.05)  # no fork now: wait for a request, try again later
-                continue
-            if pid == 0:
-                try:
-                    ctrl.close()
-                    ours.close()
-                    for sp in spares:
-                        sp.close()
-                    _spare_main(theirs, z)
-                finally:
-                    os._exit(0)
-            theirs.close()
-            spares.append(ours)
+            else:
+                spares.append(spare)
             continue
         try:
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
@@ -432,29 +435,16 @@ def main(ctrl_fd: int, disable: str = "") -> None:
         except ValueError:
             os.close(fd)
             continue
-        handed = False
-        while spares and not handed:
-            chan = spares.pop(0)
+        while True:  # the oldest spare, or a fresh one when none is left (or the ones left are gone)
+            chan = spares.pop(0) if spares else fork_spare()
+            if chan is None:
+                break
             try:
                 socket.send_fds(chan, [msg], [fd])
-                handed = True
-            except OSError:  # that spare is gone: the next one, or a fresh fork
+                break
+            except OSError:  # that spare is gone: the next one
                 pass
-            chan.close()
-        if not handed:
-            try:
-                pid = os.fork()
-            except OSError:
-                os.close(fd)
-                continue
-            if pid == 0:
-                try:
-                    ctrl.close()
-                    for sp in spares:
-                        sp.close()
-                    _worker_prelude(z)
-                    _worker_main(fd, json.loads(msg), z)
-                finally:
-                    os._exit(0)
+            finally:
+                chan.close()
         os.close(fd)
     os._exit(0)

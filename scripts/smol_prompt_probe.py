@@ -4,7 +4,11 @@ per problem kind, under three few-shot prompts:
 - `shipped`: the smol profile's prompt (3 solved examples: a product, a modular power, a counting sum);
 - `shipped+1`: the same with the fourth general example (a linear equation solved with sympy);
 - `kinds`: five short examples written in the nano generator's own problem styles (a product, `a^b mod m`, "how
-  many n <= N are divisible by p or q", a linear equation, an arithmetic series), each solved by one line of code.
+  many n <= N are divisible by p or q", a linear equation, an arithmetic series), each solved by one line of code;
+- `verbatim`: the same five, with code that copies the problem's numbers in the order they appear (`range(1, 50 + 1)`,
+  `solve(5*x + 12 - 47, x)` with sympy, `range(3, 39 + 1, 7 - 3)`), so no number has to be worked out first;
+- `search`: as `verbatim`, but the equation solved by trying every x (`[x for x in range(-1000, 1000) if ...]`);
+- `named`: the numbers first bound to names in problem order (`a, b, c = 5, 12, 47`), then one fixed formula per kind.
 
 Each prompt is measured greedy (the held-out check's sampling) and, with `--samples`, sampled as GRPO samples it
 (T 1.0, top_p 0.8, top_k 50): a kind that no sample solves gives GRPO no accuracy signal there. Writes
@@ -31,6 +35,7 @@ from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
 from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
+from deepmath_lib.sandbox import Sandbox
 
 E = prompts.Example
 KINDS = (
@@ -44,11 +49,61 @@ KINDS = (
     E("Solve 5x + 12 = 47.", (("print((47 - 12) / 5)", "7.0"),), "7"),
     E("Find 3+7+11+...+39.", (("print(sum(range(3, 39 + 1, 4)))", "210"),), "210"),
 )
+VERBATIM = (
+    KINDS[0],
+    KINDS[1],
+    E(
+        "How many n<=50 are divisible by 4 or 6?",
+        (("print(len([n for n in range(1, 50 + 1) if n % 4 == 0 or n % 6 == 0]))", "16"),),
+        "16",
+    ),
+    E(
+        "Solve 5x + 12 = 47.",
+        (("from sympy import symbols, solve\nx = symbols('x')\nprint(solve(5*x + 12 - 47, x))", "[7]"),),
+        "7",
+    ),
+    E("Find 3+7+11+...+39.", (("print(sum(range(3, 39 + 1, 7 - 3)))", "210"),), "210"),
+)
+SEARCH = VERBATIM[:3] + (
+    E("Solve 5x + 12 = 47.", (("print([x for x in range(-1000, 1000) if 5*x + 12 == 47])", "[7]"),), "7"),
+    VERBATIM[4],
+)
+NAMED = (
+    KINDS[0],
+    KINDS[1],
+    E(
+        "How many n<=50 are divisible by 4 or 6?",
+        (("N, a, b = 50, 4, 6\nprint(len([n for n in range(1, N + 1) if n % a == 0 or n % b == 0]))", "16"),),
+        "16",
+    ),
+    E("Solve 5x + 12 = 47.", (("a, b, c = 5, 12, 47\nprint((c - b) / a)", "7.0"),), "7"),
+    E(
+        "Find 3+7+11+...+39.",
+        (("first, second, last = 3, 7, 39\nprint(sum(range(first, last + 1, second - first)))", "210"),),
+        "210",
+    ),
+)
 VARIANTS = {
     "shipped": (prompts.EXAMPLES, 3),
     "shipped+1": (prompts.EXAMPLES, 4),
     "kinds": (KINDS, len(KINDS)),
+    "verbatim": (VERBATIM, len(VERBATIM)),
+    "search": (SEARCH, len(SEARCH)),
+    "named": (NAMED, len(NAMED)),
 }
+
+
+def check_outputs() -> None:
+    """Every example's output is what our sandbox prints (as tests/test_prompts.py checks the shipped ones)."""
+    for name, (example_set, _) in VARIANTS.items():
+        for ex in example_set:
+            with Sandbox(timeout=20) as sb:
+                for code, expected in (s for s in ex.steps if isinstance(s, tuple)):
+                    got = sb.run(code)
+                    if got.error is not None or got.stdout.strip() != expected:
+                        raise SystemExit(
+                            f"{name}: {ex.problem!r} prints {got.stdout!r} ({got.error}), not {expected!r}"
+                        )
 
 
 @contextlib.contextmanager
@@ -98,6 +153,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.n < 1 or a.samples < 0:
         ap.error(f"--n must be positive and --samples not negative, got {a.n} and {a.samples}")
+    check_outputs()
     base = get_profile("smol")
     val = validation_problems(base, a.n)
     model, tok = load_model(base, device="cpu")

@@ -506,9 +506,14 @@ def solve_main(
     for k, traj in enumerate(trajs):
         console.rule(f"sample {k + 1}/{len(trajs)}")
         print_trace(traj, prof, console)
+    backend.close()
+    failed = [t for t in trajs if t.finish_reason == "error"]
+    if len(failed) == len(trajs):  # nothing was generated: say why instead of answering "none"
+        print(f"error: {failed[0].error}", file=sys.stderr)
+        print("answer: none", flush=True)
+        return 1
     answer, votes = majority_vote([t.answer for t in trajs])
     if samples > 1:
         console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
-    backend.close()
     print(f"answer: {answer if answer is not None else 'none'}", flush=True)
     return 0

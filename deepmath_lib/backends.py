@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -444,8 +445,33 @@ class OpenAIBackend(Backend):
             data=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"},
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(self._http_error(exc)) from None
+        except urllib.error.URLError as exc:
+            raise RuntimeError(
+                f"cannot reach the server at {self.url}: {exc.reason}; is it running?"
+            ) from None
+
+    def _http_error(self, exc) -> str:
+        """The server's own message for a refused request (vLLM: `{"error": {"message": ...}}`, older servers:
+        `{"message": ...}`), with what to do when the model asked for is not one it serves."""
+        body = exc.read().decode("utf-8", "replace")
+        try:
+            data = json.loads(body)
+            err = data.get("error", data)
+            message = err.get("message", body) if isinstance(err, dict) else str(err)
+        except (ValueError, AttributeError):
+            message = body
+        text = f"the server at {self.url} refused the request (HTTP {exc.code}): {message.strip()[:500]}"
+        if exc.code == 404:
+            text += (
+                f". It does not serve the model {self.model!r}: ask for the model it serves (`--model base` for the "
+                "base model), or start it with the adapter (`--enable-lora --lora-modules NAME=PATH`)"
+            )
+        return text
 
     async def _raw(self, ids, max_new, stop_strs, stop_ids, sampling: Sampling) -> GenOutput:
         payload = {

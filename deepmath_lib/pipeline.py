@@ -97,11 +97,13 @@ def run_pipeline(
     output_dir: str | Path | None = None,
     notebook_dir: str | Path | None = None,
     publish: bool = False,
+    times: dict[str, float] | None = None,
 ) -> list[Path]:
     """Execute the notebooks in order with papermill; executed copies go to `runs/NN_name_<profile>.ipynb`.
     With `publish`, each notebook's outputs are also written back into the committed notebook (`publish_notebook`).
 
     Stops at the first failing notebook with a PipelineError naming it; its executed copy stays in `runs/`.
+    `times`, when given, receives each notebook's wall seconds under its name.
     """
     import papermill as pm
 
@@ -140,6 +142,8 @@ def run_pipeline(
         except Exception as exc:  # kernel died, missing kernel, ...
             raise PipelineError(f"notebook {nb.name} could not run: {type(exc).__name__}: {exc}") from exc
         print(f"    ok in {time.time() - start:.0f}s -> {out}", flush=True)
+        if times is not None:
+            times[nb.stem] = round(time.time() - start, 1)
         if publish:
             size = publish_notebook(out, nb)
             print(f"    outputs published into {nb.name} ({size / 1e3:.0f} kB)", flush=True)
@@ -149,9 +153,21 @@ def run_pipeline(
 
 
 def main(profile: str, only: list[str] | None, params_file: str | None, publish: bool = False) -> int:
+    """`deepmath pipeline` (what `make demo` runs). A whole run with the profile's own parameters stores its time per
+    notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json` (the README's timing block)."""
+    from .bench import conditions
+
+    times: dict[str, float] = {}
+    start, cond = time.time(), conditions()
     try:
-        run_pipeline(profile=profile, only=only, params_file=params_file, publish=publish)
+        run_pipeline(profile=profile, only=only, params_file=params_file, publish=publish, times=times)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if only is None and params_file is None:
+        from .bench import BENCH_DIR
+        from .results import atomic_write_json
+
+        record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}
+        atomic_write_json({**record, "conditions": cond}, BENCH_DIR / f"demo_{profile}.json")
     return 0

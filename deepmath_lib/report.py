@@ -275,6 +275,39 @@ def sandbox_layers_block() -> str:
     return layers_block()
 
 
+def _min_s(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def timing_block(bench_dir: str | Path | None = None) -> str:
+    """What `make test` and `make demo` cost on a fresh clone (scripts/fresh_clone.py's record)."""
+    from .bench import load
+
+    try:
+        r = load("fresh_clone", bench_dir)
+    except FileNotFoundError:
+        return "Not measured on this commit's line yet: `python scripts/fresh_clone.py --demo` measures it."
+    test, demo = r["steps"]["make_test"], r["steps"].get("make_demo")
+    lines = [
+        f"Measured by `python scripts/fresh_clone.py --demo` on a fresh clone of commit {r['commit'][:10]} "
+        f"({_conditions(r['conditions'])}):",
+        "",
+        f"- `CI=true make test`: {_min_s(test['seconds'])} from nothing (the installs, the vLLM CPU build, then the "
+        f"tests): {'; '.join(test['pytest'])}.",
+    ]
+    if demo:
+        nbs = demo.get("pipeline", {}).get("notebooks", {})
+        per = ", ".join(f"{name} {_min_s(sec)}" for name, sec in nbs.items())
+        same = "identical to" if demo["eval_summary_reproduced"] else "different from"
+        lines.append(
+            f"- then `make demo` with the committed nano evaluation samples removed, so everything is recomputed: "
+            f"{_min_s(demo['seconds'])} ({per}); the regenerated `data/results/nano/eval_summary.csv` is {same} the "
+            "committed one."
+        )
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "gpu": gpu_block,
     "results": results_block,
@@ -283,6 +316,7 @@ BLOCKS = {
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,
+    "timing": timing_block,
 }
 
 

@@ -50,8 +50,10 @@ def test_failing_notebook_named_and_kept(tmp_path):
     _nb(nb_dir / "01_ok.ipynb", "x = 1\nprint(x + 1)")
     _nb(nb_dir / "02_bad.ipynb", "raise ValueError('deliberate failure')")
     _nb(nb_dir / "03_never.ipynb", "print('not reached')")
+    times = {}
     with pytest.raises(pipeline.PipelineError) as info:
-        pipeline.run_pipeline("nano", output_dir=out_dir, notebook_dir=nb_dir)
+        pipeline.run_pipeline("nano", output_dir=out_dir, notebook_dir=nb_dir, times=times)
+    assert list(times) == ["01_ok"] and times["01_ok"] > 0  # the notebooks that finished, timed
     msg = str(info.value)
     assert "02_bad.ipynb" in msg and "deliberate failure" in msg
     assert (out_dir / "01_ok_nano.ipynb").exists() and (out_dir / "02_bad_nano.ipynb").exists()

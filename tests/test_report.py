@@ -24,3 +24,33 @@ def test_results_block_of_a_greedy_profile_shows_accuracy_and_the_step_time_spli
     assert "make demo PROFILE=smol" in block and "greedy" in block
     assert "| config | accuracy [95% CI] |" in block and "pass@" not in block
     assert "median of" in block and "rollouts" in block and "forward + backward + optimizer" in block
+
+
+def test_timing_block_renders_the_fresh_clone_record_and_says_when_there_is_none(tmp_path):
+    import json
+
+    from deepmath_lib.report import timing_block
+
+    assert "python scripts/fresh_clone.py --demo" in timing_block(
+        tmp_path
+    )  # nothing stored: says how to measure
+    cond = {"cpu": "AMD EPYC", "cpus": 2, "gpu": None, "load_avg_1m": 0.1, "date": "2026-11-30"}
+    record = {
+        "commit": "0123456789abcdef",
+        "steps": {
+            "make_test": {"rc": 0, "seconds": 1219.4, "pytest": ["451 passed, 1 skipped", "48 passed"]},
+            "make_demo": {
+                "rc": 0,
+                "seconds": 313.0,
+                "pipeline": {"notebooks": {"01_executor": 12.0, "03_grpo_train": 191.2}},
+                "eval_summary_reproduced": False,
+            },
+        },
+        "conditions": cond,
+    }
+    (tmp_path / "fresh_clone.json").write_text(json.dumps(record))
+    block = timing_block(tmp_path)
+    assert "commit 0123456789" in block and "2 CPU cores (AMD EPYC)" in block
+    assert "20 min 19 s" in block and "451 passed, 1 skipped; 48 passed" in block
+    assert "5 min 13 s" in block and "01_executor 12 s, 03_grpo_train 3 min 11 s" in block
+    assert "different from the committed one" in block

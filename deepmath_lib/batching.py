@@ -48,6 +48,13 @@ class _Req:
     new: list[int] = field(default_factory=list)
 
 
+# Raised whenever a change can change the tokens sampled for the same weights, prompt and seed (how rows are packed,
+# the attention maths, the order of random draws). Samples files record it (evaluate.sample_fingerprint), so
+# samples from another engine version are set aside, never resumed into a new run.
+# 1: rounds, then continuous batching; 2: one packed forward per step (decode tokens and joiners' new tokens).
+ENGINE_VERSION = 2
+
+
 class SlotEngine:
     """Continuous batching of token-level requests over `model` (see the module docstring).
 

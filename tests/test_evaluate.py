@@ -64,3 +64,20 @@ def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from()
         config = f.stem.split("__")[1]
         meta = json.loads(f.with_suffix(".meta.json").read_text())
         assert meta == sample_fingerprint(prof, config, weights[CONFIGS[config][0]]), f.name
+
+
+def test_fingerprint_tracks_the_prompt_the_agent_limits_and_the_engine(monkeypatch):
+    """Samples made with another prompt, other agent limits or another engine version are not resumed."""
+    from deepmath_lib import batching, prompts
+    from deepmath_lib.evaluate import sample_fingerprint
+
+    prof = get_profile("nano")
+    base = sample_fingerprint(prof, "agent", "w")
+    assert base["engine"] == f"transformers:{batching.ENGINE_VERSION}"
+    assert sample_fingerprint(prof.with_overrides(max_calls=prof.max_calls + 1), "agent", "w") != base
+    assert sample_fingerprint(prof.with_overrides(max_output_chars=99), "agent", "w") != base
+    monkeypatch.setattr(prompts, "SYSTEM_TEMPLATE", prompts.SYSTEM_TEMPLATE + " ")
+    assert sample_fingerprint(prof, "agent", "w")["agent"] != base["agent"]
+    monkeypatch.undo()
+    monkeypatch.setattr(batching, "ENGINE_VERSION", batching.ENGINE_VERSION + 1)
+    assert sample_fingerprint(prof, "agent", "w")["engine"] != base["engine"]

@@ -123,10 +123,18 @@ def smol_kinds_block(results_root: str | Path | None = None) -> str:
     reach = json.loads((root / "val_reach.json").read_text())
     greedy = json.loads((root / "val_by_kind.json").read_text())
     runs = [w for w in greedy if isinstance(greedy[w], dict) and "by_kind" in greedy[w]]
+    labels = {w: w for w in runs}
+    more = root / "more_samples"  # scripts/smol_more_samples.py: GRPO with more trajectories per problem
+    extra = None
+    if (more / "val_by_kind.json").exists() and (more / "train_summary.json").exists():
+        extra = json.loads((more / "train_summary.json").read_text())
+        greedy = {**greedy, "more": json.loads((more / "val_by_kind.json").read_text())["after"]}
+        runs.append("more")
+        labels["more"] = f"after GRPO with {extra['num_generations']} per problem"
     samp = reach["sampling"]
     head = (
         f"| kind | problems | untrained, sampled: correct samples | solved by any of {reach['samples']} | "
-        + " | ".join(f"greedy, {w}: correct (code)" for w in runs)
+        + " | ".join(f"greedy, {labels[w]}: correct (code)" for w in runs)
         + " |"
     )
     lines = [
@@ -150,6 +158,16 @@ def smol_kinds_block(results_root: str | Path | None = None) -> str:
         )
     total = [f"{greedy[w]['accuracy']:.1%}" for w in runs]
     lines.append(f"| all | {reach['n']} | | | " + " | ".join(total) + " |")
+    if extra is not None:
+        t = extra["step_time_s"]
+        lines += [
+            "",
+            f"The last column: `python scripts/smol_more_samples.py` (then `smol_by_kind.py --out "
+            f"data/results/smol/more_samples`), the same recipe with {extra['num_generations']} trajectories per "
+            f"problem instead of 4, {extra['prompts_per_step']} problems x {extra['num_generations']} per step, "
+            f"{extra['steps']} steps, {_min_s(extra['train_wall_time_s'])} of training (a step: {t['step_s']:.0f} s, "
+            f"rollouts {t['rollout_s']:.0f} s, forward + backward + optimizer {t['optimizer_s']:.0f} s).",
+        ]
     return "\n".join(lines)
 
 

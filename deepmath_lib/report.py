@@ -317,11 +317,21 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
     if demo:
         nbs = demo.get("pipeline", {}).get("notebooks", {})
         per = ", ".join(f"{name} {_min_s(sec)}" for name, sec in nbs.items())
-        same = "identical to" if demo["eval_summary_reproduced"] else "different from"
+        if demo["eval_summary_reproduced"]:
+            same = "is identical to the committed one"
+        elif "configs_differing" in demo:
+            differ = demo["configs_differing"]
+            same = f"differs from the committed one in the rows {', '.join(differ)}" + (
+                ": the rows of the models GRPO trains; the run retrains them, and GRPO training is not reproducible "
+                "bit for bit (below), while the rows of fixed weights are identical"
+                if differ and set(differ) <= {"grpo", "deepmath"}
+                else ""
+            )
+        else:
+            same = "differs from the committed one"
         lines.append(
             f"- then `make demo` with the committed nano evaluation samples removed, so everything is recomputed: "
-            f"{_min_s(demo['seconds'])} ({per}); the regenerated `data/results/nano/eval_summary.csv` is {same} the "
-            "committed one."
+            f"{_min_s(demo['seconds'])} ({per}); the regenerated `data/results/nano/eval_summary.csv` {same}."
         )
     return "\n".join(lines)
 

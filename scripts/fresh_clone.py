@@ -3,7 +3,7 @@
 Clones HEAD into a temporary folder and runs there, one after the other:
 1. `CI=true make test` (installs everything, then the unit tests and the notebooks under nbval), as CI does;
 2. with `--demo`, `make demo` after removing the committed nano evaluation samples, so the evaluation is recomputed,
-   then compares the clone's regenerated `data/results/nano/eval_summary.csv` with the committed one.
+   then compares the clone's regenerated `data/results/nano/eval_summary.csv` with the committed one, row by row.
 
 Stores `data/results/bench/fresh_clone.json` in this checkout (seconds, pytest's summary lines, whether the demo
 reproduced the committed table, the clone's `demo_nano.json` timing per notebook, the machine's conditions at the
@@ -38,6 +38,15 @@ def _run(cmd: list[str], cwd: Path, log: Path, env: dict) -> tuple[int, float, s
     with log.open("w") as fh:
         rc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
     return rc, round(time.time() - t0, 1), log.read_text(errors="replace")
+
+
+def _rows(path: Path) -> dict[str, str]:
+    """An eval_summary.csv's rows by configuration (empty when the file is missing)."""
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    col = lines[0].split(",").index("config")
+    return {line.split(",")[col]: line for line in lines[1:] if line}
 
 
 def main() -> int:
@@ -84,9 +93,13 @@ def main() -> int:
             timing = clone / "data/results/bench/demo_nano.json"
             if timing.exists():
                 step["pipeline"] = json.loads(timing.read_text())
-            mine = (REPO_ROOT / "data/results/nano/eval_summary.csv").read_text()
-            theirs = clone / "data/results/nano/eval_summary.csv"
-            step["eval_summary_reproduced"] = theirs.exists() and theirs.read_text() == mine
+            mine = _rows(REPO_ROOT / "data/results/nano/eval_summary.csv")
+            theirs = _rows(clone / "data/results/nano/eval_summary.csv")
+            step["eval_summary_reproduced"] = theirs == mine
+            # which configurations' rows differ (GRPO retrains, so its weights may: see the README)
+            step["configs_differing"] = sorted(
+                c for c in set(mine) | set(theirs) if mine.get(c) != theirs.get(c)
+            )
             record["steps"]["make_demo"] = step
             print(
                 f"  make demo: rc {rc} in {secs:.0f} s; table reproduced: {step['eval_summary_reproduced']}"

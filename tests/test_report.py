@@ -53,4 +53,7 @@ def test_timing_block_renders_the_fresh_clone_record_and_says_when_there_is_none
     assert "commit 0123456789" in block and "2 CPU cores (AMD EPYC)" in block
     assert "20 min 19 s" in block and "451 passed, 1 skipped; 48 passed" in block
     assert "5 min 13 s" in block and "01_executor 12 s, 03_grpo_train 3 min 11 s" in block
-    assert "different from the committed one" in block
+    assert "differs from the committed one" in block
+    record["steps"]["make_demo"]["configs_differing"] = ["deepmath", "grpo"]
+    (tmp_path / "fresh_clone.json").write_text(json.dumps(record))
+    assert "in the rows deepmath, grpo: the rows of the models GRPO trains" in timing_block(tmp_path)

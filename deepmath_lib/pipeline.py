@@ -165,9 +165,8 @@ def main(profile: str, only: list[str] | None, params_file: str | None, publish:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if only is None and params_file is None:
-        from .bench import BENCH_DIR
-        from .results import atomic_write_json
+        from .bench import save
 
         record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}
-        atomic_write_json({**record, "conditions": cond}, BENCH_DIR / f"demo_{profile}.json")
+        save(f"demo_{profile}", record, cond=cond)
     return 0

@@ -26,9 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepmath_lib.bench import BENCH_DIR, conditions
+from deepmath_lib.bench import conditions, save
 from deepmath_lib.paths import REPO_ROOT
-from deepmath_lib.results import atomic_write_json
 
 SUMMARY = re.compile(r"^=*\s*(\d+ passed.*?) in [\d.]+s", re.M)
 
@@ -111,8 +110,7 @@ def main() -> int:
         elif not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     if ok:
-        atomic_write_json({**record, "conditions": cond}, BENCH_DIR / "fresh_clone.json")
-        print(f"wrote {BENCH_DIR / 'fresh_clone.json'}")
+        print(f"wrote {save('fresh_clone', record, cond=cond)}")
     return 0 if ok else 1
 
 

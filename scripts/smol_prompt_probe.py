@@ -38,48 +38,51 @@ from deepmath_lib.profiles import get_profile
 from deepmath_lib.sandbox import Sandbox
 
 E = prompts.Example
-KINDS = (
-    E("What is 248*365?", (("print(248*365)", "90520"),), "90520"),
-    E("What is 7^222 mod 1000?", (("print(pow(7, 222, 1000))", "49"),), "49"),
-    E(
-        "How many n<=50 are divisible by 4 or 6?",
-        (("print(len([n for n in range(1, 51) if n % 4 == 0 or n % 6 == 0]))", "16"),),
-        "16",
-    ),
-    E("Solve 5x + 12 = 47.", (("print((47 - 12) / 5)", "7.0"),), "7"),
-    E("Find 3+7+11+...+39.", (("print(sum(range(3, 39 + 1, 4)))", "210"),), "210"),
+
+
+def shot(problem: str, code: str, output: str, answer: str) -> prompts.Example:
+    """A solved example of one snippet: its code, what it prints, the boxed answer."""
+    return E(problem, ((code, output),), answer)
+
+
+COUNT, LINEAR, SERIES = (
+    "How many n<=50 are divisible by 4 or 6?",
+    "Solve 5x + 12 = 47.",
+    "Find 3+7+11+...+39.",
 )
-VERBATIM = (
-    KINDS[0],
-    KINDS[1],
-    E(
-        "How many n<=50 are divisible by 4 or 6?",
-        (("print(len([n for n in range(1, 50 + 1) if n % 4 == 0 or n % 6 == 0]))", "16"),),
-        "16",
-    ),
-    E(
-        "Solve 5x + 12 = 47.",
-        (("from sympy import symbols, solve\nx = symbols('x')\nprint(solve(5*x + 12 - 47, x))", "[7]"),),
+KINDS = (
+    shot("What is 248*365?", "print(248*365)", "90520", "90520"),
+    shot("What is 7^222 mod 1000?", "print(pow(7, 222, 1000))", "49", "49"),
+    shot(COUNT, "print(len([n for n in range(1, 51) if n % 4 == 0 or n % 6 == 0]))", "16", "16"),
+    shot(LINEAR, "print((47 - 12) / 5)", "7.0", "7"),
+    shot(SERIES, "print(sum(range(3, 39 + 1, 4)))", "210", "210"),
+)
+VERBATIM = KINDS[:2] + (
+    shot(COUNT, "print(len([n for n in range(1, 50 + 1) if n % 4 == 0 or n % 6 == 0]))", "16", "16"),
+    shot(
+        LINEAR,
+        "from sympy import symbols, solve\nx = symbols('x')\nprint(solve(5*x + 12 - 47, x))",
+        "[7]",
         "7",
     ),
-    E("Find 3+7+11+...+39.", (("print(sum(range(3, 39 + 1, 7 - 3)))", "210"),), "210"),
+    shot(SERIES, "print(sum(range(3, 39 + 1, 7 - 3)))", "210", "210"),
 )
 SEARCH = VERBATIM[:3] + (
-    E("Solve 5x + 12 = 47.", (("print([x for x in range(-1000, 1000) if 5*x + 12 == 47])", "[7]"),), "7"),
+    shot(LINEAR, "print([x for x in range(-1000, 1000) if 5*x + 12 == 47])", "[7]", "7"),
     VERBATIM[4],
 )
-NAMED = (
-    KINDS[0],
-    KINDS[1],
-    E(
-        "How many n<=50 are divisible by 4 or 6?",
-        (("N, a, b = 50, 4, 6\nprint(len([n for n in range(1, N + 1) if n % a == 0 or n % b == 0]))", "16"),),
+NAMED = KINDS[:2] + (
+    shot(
+        COUNT,
+        "N, a, b = 50, 4, 6\nprint(len([n for n in range(1, N + 1) if n % a == 0 or n % b == 0]))",
+        "16",
         "16",
     ),
-    E("Solve 5x + 12 = 47.", (("a, b, c = 5, 12, 47\nprint((c - b) / a)", "7.0"),), "7"),
-    E(
-        "Find 3+7+11+...+39.",
-        (("first, second, last = 3, 7, 39\nprint(sum(range(first, last + 1, second - first)))", "210"),),
+    shot(LINEAR, "a, b, c = 5, 12, 47\nprint((c - b) / a)", "7.0", "7"),
+    shot(
+        SERIES,
+        "first, second, last = 3, 7, 39\nprint(sum(range(first, last + 1, second - first)))",
+        "210",
         "210",
     ),
 )

@@ -42,13 +42,14 @@ def conditions() -> dict:
     }
 
 
-def save(name: str, result: dict, out_dir: str | Path | None = None) -> Path:
-    """Store a benchmark's JSON (with the conditions) as `<out_dir>/<name>.json`; returns the path."""
+def save(name: str, result: dict, out_dir: str | Path | None = None, cond: dict | None = None) -> Path:
+    """Store a benchmark's JSON with the conditions (`cond` when taken at the start, else now) as
+    `<out_dir>/<name>.json`; returns the path."""
     from ..results import atomic_write_json
 
     path = Path(out_dir or BENCH_DIR) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json({**result, "conditions": conditions()}, path)
+    return atomic_write_json({**result, "conditions": cond or conditions()}, path)
 
 
 def load(name: str, out_dir: str | Path | None = None) -> dict:

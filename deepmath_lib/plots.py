@@ -635,7 +635,7 @@ def plot_sandbox_latency(bench: dict, out_dir: str | Path) -> Path | None:
 # ----------------------------------------------------------------------------------------------- drivers
 
 
-PROFILE_LABELS = {"nano": "nano (0.65M, built here)", "smol": "smol (SmolLM2-135M-Instruct)"}
+PROFILE_LABELS = {"nano": "nano (0.68M, built here)", "smol": "smol (SmolLM2-135M-Instruct)"}
 
 
 def plot_profiles(

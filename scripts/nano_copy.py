@@ -2,7 +2,14 @@
 
 Per trajectory: did it call the tool, did its snippet compute the right product (the operands copied from the
 question), and did its boxed answer repeat the executor's output (the output copied into the answer). Eval sampling
-(the profile's), `--samples` per problem. Prints one JSON line per model folder.
+(the profile's), `--samples` per problem.
+
+Teacher-forced, on the same products: the trace up to `\\boxed{` and the output's first number token are given, and
+the model's most likely next token is checked against the output's second token. Once with the true output, once
+with a counterfactual one whose second token is replaced by a random one: a model that copies follows the output,
+a model that computes the product itself still predicts the true token (`second_token_guesses_true`).
+
+Prints one JSON line per model folder.
 
     python scripts/nano_copy.py deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo
 """
@@ -67,10 +74,47 @@ def main() -> None:
                     "code": round(code / n, 3),
                     "snippet_right_of_code": round(operands / max(code, 1), 3),
                     "answer_copies_output_of_code": round(copied / max(code, 1), 3),
+                    **teacher_forced(model, tok, prof, pairs),
                 }
             ),
             flush=True,
         )
+
+
+def teacher_forced(model, tok, prof, pairs: list[tuple[int, int]]) -> dict:
+    """Second-token copy rates with the true output and with a counterfactual one (see the module docstring), over
+    the pairs whose product is six digits (two three-digit number tokens)."""
+    import torch
+
+    from deepmath_lib.nano.build import _prompt_text
+
+    rng = random.Random(11)
+    enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    n = true_ok = cf_ok = cf_true = 0
+    for x, y in pairs:
+        product = x * y
+        if product < 100_000:
+            continue
+        fake = product // 1000 * 1000 + rng.choice([v for v in range(100, 1000) if v != product % 1000])
+        head = _prompt_text(f"What is {x}*{y}?", True, tok, prof) + prof.call_open + f"print({x}*{y})\n"
+        head += prof.call_close
+        predicted = []
+        for out in (product, fake):
+            chunks = enc(str(out))
+            ids = enc(head + prof.output_template.format(output=out) + "The answer is \\boxed{") + chunks[:1]
+            with torch.no_grad():
+                predicted.append((int(model(torch.tensor([ids])).logits[0, -1].argmax()), chunks[1]))
+        (got, want), (got_cf, want_cf) = predicted
+        n += 1
+        true_ok += got == want
+        cf_ok += got_cf == want_cf
+        cf_true += got_cf == want
+    return {
+        "teacher_forced_n": n,
+        "second_token_copied": round(true_ok / max(n, 1), 3),
+        "second_token_copied_counterfactual": round(cf_ok / max(n, 1), 3),
+        "second_token_guesses_true": round(cf_true / max(n, 1), 3),
+    }
 
 
 if __name__ == "__main__":

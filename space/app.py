@@ -302,7 +302,7 @@ def run_snippet(code: str):
 # ------------------------------------------------------------------ the page
 INTRO = """# DeepMath, small
 A language model solves a math problem by writing short Python snippets; a sandbox runs them and the output goes
-back into the model's context before it answers in `\\boxed{}`. **nano** is a tiny model (0.65M parameters) that
+back into the model's context before it answers in `\\boxed{}`. **nano** is a tiny model (0.68M parameters) that
 the deepmath-nb repository builds and trains on a CPU in minutes (warm-start SFT, then GRPO); **smol** is
 SmolLM2-135M-Instruct, untrained, shown three solved examples. Code blocks are blue, their output green. Decoding is
 greedy."""

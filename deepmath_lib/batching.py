@@ -22,8 +22,9 @@ returns, or sampled tokens would change from run to run. So a trajectory whose r
 trajectory of a run, started when one ends, is due `lag` steps later still). That decode step waits until the due
 request (or the trajectory's end) has arrived, and requests join in order of (due step, trajectory index); the batch
 stalls only when a sandbox call outlasts those steps. Sampling draws from a generator reseeded per call from (run
-seed, call number), so a run repeats exactly. With `deterministic=False` requests join as soon as they arrive (no
-stalls, not reproducible).
+seed, call number), so a run repeats exactly. Each run counts its steps from 0, so it also repeats whatever ran on
+the engine before it (GRPO reuses one engine for every step's rollouts). With `deterministic=False` requests join as
+soon as they arrive (no stalls, not reproducible).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ class _Req:
 # Raised whenever a change can change the tokens sampled for the same weights, prompt and seed (how rows are packed,
 # the attention maths, the order of random draws). Samples files record it (evaluate.sample_fingerprint), so
 # samples from another engine version are set aside, never resumed into a new run.
-# 1: rounds, then continuous batching; 2: one packed forward per step (decode tokens and joiners' new tokens).
-ENGINE_VERSION = 2
+# 1: rounds, then continuous batching; 2: one packed forward per step (decode tokens and joiners' new tokens);
+# 3: each run counts its decode steps from 0 (a run's admissions no longer depend on the runs before it).
+ENGINE_VERSION = 3
 
 
 class SlotEngine:
@@ -121,7 +123,10 @@ class SlotEngine:
         with self._cv:
             first = min(n_jobs, max(1, concurrency))
             self._plan = True
-            self._due = {t: self._step for t in range(first)}
+            # steps count from 0 in each run: where the last run left the counter depends on when its last
+            # trajectories reported back (timing), and joiners are admitted on multiples of `admit_every`
+            self._step = 0
+            self._due = {t: 0 for t in range(first)}
             self._next_tag = first
             self._n_jobs = n_jobs
             self._seed = int(seed)

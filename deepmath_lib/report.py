@@ -322,8 +322,8 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
         elif "configs_differing" in demo:
             differ = demo["configs_differing"]
             same = f"differs from the committed one in the rows {', '.join(differ)}" + (
-                ": the rows of the models GRPO trains; the run retrains them, and GRPO training is not reproducible "
-                "bit for bit (below), while the rows of fixed weights are identical"
+                ": the rows of the models GRPO trains (the run retrains them), while the rows of fixed weights are "
+                "identical"
                 if differ and set(differ) <= {"grpo", "deepmath"}
                 else ""
             )

@@ -175,6 +175,27 @@ def test_deterministic_whatever_the_sandbox_timing(nano):
     assert [t.completion_ids for t in c] != [t.completion_ids for t in a]
 
 
+def test_a_run_does_not_depend_on_the_runs_before_it(nano):
+    """GRPO reuses one engine for every step's rollouts. Where the previous run left the engine's step counter
+    depends on when its last trajectories reported back (timing), and joiners are admitted on even steps; so each
+    run counts its steps from 0, and the same weights and seed give the same tokens after any history."""
+    model, tok, problems = nano
+    from deepmath_lib.models import load_model, trained_model_path
+
+    trained, _ = load_model(PROFILE, model_path=trained_model_path(PROFILE))
+    kw = dict(sampling=PROFILE.train_sampling, seed=5, concurrency=10)
+    fresh = TransformersBackend(trained, tok, max_batch=6)
+    a = run_agent(fresh, problems[:16], PROFILE, **kw)
+    fresh.close()
+    used = TransformersBackend(trained, tok, max_batch=6)
+    run_agent(used, problems[16:19], PROFILE, sampling=PROFILE.train_sampling, seed=3, concurrency=3)
+    used.engine._step = 2 * used.engine._step + 1  # odd: as a late report at the end of a run can leave it
+    b = run_agent(used, problems[:16], PROFILE, **kw)
+    used.close()
+    assert sum(len(t.calls) for t in a) >= 8  # trajectories left the batch for the tool and rejoined it
+    assert [t.completion_ids for t in a] == [t.completion_ids for t in b]
+
+
 def test_fast_mode_completes_every_trajectory(nano):
     model, tok, problems = nano
     backend = TransformersBackend(model, tok, max_batch=4, deterministic=False)

@@ -87,6 +87,7 @@ def teacher_forced(model, tok, prof, pairs: list[tuple[int, int]]) -> dict:
     import torch
 
     from deepmath_lib.nano.build import _prompt_text
+    from deepmath_lib.nano.problems import tool_trace
 
     rng = random.Random(11)
     enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
@@ -96,12 +97,15 @@ def teacher_forced(model, tok, prof, pairs: list[tuple[int, int]]) -> dict:
         if product < 100_000:
             continue
         fake = product // 1000 * 1000 + rng.choice([v for v in range(100, 1000) if v != product % 1000])
-        head = _prompt_text(f"What is {x}*{y}?", True, tok, prof) + prof.call_open + f"print({x}*{y})\n"
-        head += prof.call_close
+        prompt = _prompt_text(f"What is {x}*{y}?", True, tok, prof)
         predicted = []
         for out in (product, fake):
+            # the SFT data's tool trace, its snippet computing x*y, its output block and box showing `out`
+            before, block, after = tool_trace(
+                {"kind": "mul", "p": (x, y), "answer": out}, random.Random(0), prof
+            )
             chunks = enc(str(out))
-            ids = enc(head + prof.output_template.format(output=out) + "The answer is \\boxed{") + chunks[:1]
+            ids = enc(prompt + before + block + after[: after.index("{") + 1]) + chunks[:1]
             with torch.no_grad():
                 predicted.append((int(model(torch.tensor([ids])).logits[0, -1].argmax()), chunks[1]))
         (got, want), (got_cf, want_cf) = predicted

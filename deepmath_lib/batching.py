@@ -114,6 +114,8 @@ class SlotEngine:
             "step_s": 0.0,
             "sample_s": 0.0,
             "idle_s": 0.0,
+            "rows": 0,  # tokens sampled, summed over steps (rows per step: rows / decode_steps)
+            "sparse_steps": 0,  # steps that sampled for fewer than an eighth of max_batch rows
         }
 
     # ------------------------------------------------------------ event-loop side
@@ -360,6 +362,8 @@ class SlotEngine:
         arena.hi += 1
         self._step += 1
         self.stats["decode_steps"] += 1
+        self.stats["rows"] += len(decode) + len(plans)
+        self.stats["sparse_steps"] += len(decode) + len(plans) < self.max_batch / 8
         for i in decode:
             self._lens[i] += 1
         for slot, _, _, length in spans:

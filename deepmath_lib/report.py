@@ -262,10 +262,32 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
             f"| raw batched generate | {r['raw_model_tokens_per_s']:,.0f} |",
             f"| agent loop, {r['slots']} rows | {r['concurrent_model_tokens_per_s']:,.0f} |",
             f"| agent loop, one at a time | {r['sequential_model_tokens_per_s']:,.0f} |",
+        ]
+        ceiling = ""
+        if "raw_speedup" in r:  # stored before the one-row figure existed: no such row
+            lines.append(f"| raw `generate`, one row | {r['raw_one_row_model_tokens_per_s']:,.0f} |")
+            ceiling = (
+                f" Raw `generate` itself runs {r['raw_speedup']:.2f}x faster on {r['raw_rows']} rows than on one: "
+                "the loop's speedup would reach that if it ran at raw speed both ways."
+            )
+        lines += [
             "",
             f"**{r['speedup']:.2f}x** concurrent over one at a time{goal_x}; the loop reaches "
-            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({_conditions(r['conditions'])}).",
+            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({_conditions(r['conditions'])}).{ceiling}",
         ]
+        if "concurrent_steps" in r:  # where the batch's rows went (stored since the engine counts them)
+            mean = r["concurrent_model_tokens"] / r["concurrent_trajectories"]
+            lines += [
+                "",
+                f"Where the loop's rows went: {r['concurrent_steps']} steps for its {r['concurrent_model_tokens']:,} "
+                f"model tokens, {r['concurrent_rows_per_step']:.1f} rows sampled per step on average (raw: "
+                f"{r['raw_rows']} every step), a step {1000 * r['concurrent_seconds'] / r['concurrent_steps']:.1f} ms "
+                f"(raw: {1000 * r['raw_rows'] / r['raw_model_tokens_per_s']:.1f} ms). {r['concurrent_sparse_steps']} "
+                f"steps sampled fewer than {r['slots'] / 8:g} rows: the batch draining behind the longest "
+                f"trajectories ({r['concurrent_max_model_tokens']} model tokens, against {mean:.0f} on average). "
+                f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
+                "the part it shares with the previous one, and every tool output.",
+            ]
     return "\n".join(lines)
 
 

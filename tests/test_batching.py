@@ -246,6 +246,11 @@ def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
     assert res["fraction_of_raw"] == round(
         res["concurrent_model_tokens_per_s"] / res["raw_model_tokens_per_s"], 3
     )
+    assert res["raw_one_row_rows"] == 1
+    assert res["raw_one_row_new_tokens_per_row"] == res["raw_new_tokens_per_row"]
+    assert res["raw_speedup"] == round(
+        res["raw_model_tokens_per_s"] / res["raw_one_row_model_tokens_per_s"], 2
+    )
     assert res["mode"] == "deterministic"
     assert bench_main("nano", n=8, repeats=0, save=False) == 2
     assert "--rollout-repeats" in capsys.readouterr().err

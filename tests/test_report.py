@@ -57,3 +57,25 @@ def test_timing_block_renders_the_fresh_clone_record_and_says_when_there_is_none
     record["steps"]["make_demo"]["configs_differing"] = ["deepmath", "grpo"]
     (tmp_path / "fresh_clone.json").write_text(json.dumps(record))
     assert "in the rows deepmath, grpo: the rows of the models GRPO trains" in timing_block(tmp_path)
+
+
+def test_bench_block_shows_the_one_row_ceiling_and_where_the_rows_went_when_stored(tmp_path):
+    import json
+    import shutil
+
+    from deepmath_lib.paths import REPO_ROOT
+    from deepmath_lib.report import bench_block
+
+    bench = REPO_ROOT / "data/results/bench"
+    for name in ("sandbox", "grading", "rollouts_nano_transformers"):
+        shutil.copy(bench / f"{name}.json", tmp_path)
+    block = bench_block(tmp_path)
+    rec = json.loads((tmp_path / "rollouts_nano_transformers.json").read_text())
+    assert f"| raw `generate`, one row | {rec['raw_one_row_model_tokens_per_s']:,.0f} |" in block
+    assert f"{rec['raw_speedup']:.2f}x faster on 64 rows than on one" in block
+    assert f"{rec['concurrent_steps']} steps for its" in block and "fewer than 8 rows" in block
+    for key in [k for k in rec if k.startswith("raw_one_row") or k == "raw_speedup" or k == "concurrent_steps"]:
+        del rec[key]  # a record stored before these figures existed: the block leaves them out
+    (tmp_path / "rollouts_nano_transformers.json").write_text(json.dumps(rec))
+    block = bench_block(tmp_path)
+    assert "one row" not in block and "rows went" not in block and "**" in block

@@ -6,7 +6,9 @@ Three figures, same model and sampling:
 - **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default 2 x `slots`) of them
   started at once: a trajectory waiting on the sandbox holds no row, so with `in_flight` > `slots` a queued request
   takes the row it freed (more trajectories than slots, so freed slots are refilled), sandbox calls and all;
-- **sequential**: trajectories one at a time (the first `seq_n` problems).
+- **sequential**: trajectories one at a time (the first `seq_n` problems);
+- **raw, one row**: the same `generate` on the first prompt alone: what batching itself gains on this model and
+  machine (`raw_speedup`), the ceiling `speedup` would reach if the loop ran at raw speed both ways.
 
 The three are measured in turn, `repeats` times, and each figure is the median run (the machine's speed drifts).
 
@@ -123,7 +125,7 @@ def measure(
     if engine is None:
         _raw_transformers(model, tok, prompts[:4], 4, sampling)  # warm-up
     # The three measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
-    runs: dict[str, list[dict]] = {"concurrent": [], "sequential": [], "raw": []}
+    runs: dict[str, list[dict]] = {"concurrent": [], "sequential": [], "raw": [], "raw_one_row": []}
     for _ in range(repeats):
         for name, rows, conc, count in (
             ("concurrent", slots, in_flight, n),
@@ -133,7 +135,15 @@ def measure(
             t0 = time.perf_counter()
             trajs = run_agent(be, problems[:count], prof, sampling=sampling, seed=seed, concurrency=conc)
             dt = time.perf_counter() - t0
-            if engine is None:
+            steps = {}
+            if engine is None:  # where the batch's rows went (see SlotEngine.stats)
+                st = be.engine.stats
+                steps = {
+                    "steps": st["decode_steps"],
+                    "rows_per_step": round(st["rows"] / max(1, st["decode_steps"]), 1),
+                    "sparse_steps": st["sparse_steps"],
+                    "prefill_tokens": st["prefill_tokens"],
+                }
                 be.close()
             tokens = sum(t.model_tokens for t in trajs)
             runs[name].append(
@@ -141,21 +151,24 @@ def measure(
                     "seconds": round(dt, 2),
                     "trajectories": len(trajs),
                     "model_tokens": tokens,
+                    "max_model_tokens": max(t.model_tokens for t in trajs),
                     "model_tokens_per_s": round(tokens / dt, 1),
                     "calls": sum(len(t.calls) for t in trajs),
                     "code_use_rate": round(sum(t.n_calls_ok > 0 for t in trajs) / len(trajs), 3),
+                    **steps,
                 }
             )
         mean_new = max(
             1, round(runs["concurrent"][0]["model_tokens"] / runs["concurrent"][0]["trajectories"])
         )
-        if engine is None:
-            raw = _raw_transformers(model, tok, prompts, mean_new, sampling)
-        else:
-            raw = _raw_engine(engine, prompts, mean_new, sampling)
-        runs["raw"].append(
-            {"rows": slots, "new_tokens_per_row": mean_new, "model_tokens_per_s": round(raw, 1)}
-        )
+        for name, batch in (("raw", prompts), ("raw_one_row", prompts[:1])):
+            if engine is None:
+                raw = _raw_transformers(model, tok, batch, mean_new, sampling)
+            else:
+                raw = _raw_engine(engine, batch, mean_new, sampling)
+            runs[name].append(
+                {"rows": len(batch), "new_tokens_per_row": mean_new, "model_tokens_per_s": round(raw, 1)}
+            )
     if engine is not None:
         engine.close()
     rows = {}
@@ -177,6 +190,7 @@ def measure(
         **{f"{k}_{m}": v for k, r in rows.items() for m, v in r.items()},
         "speedup": round(speedup, 2),
         "fraction_of_raw": round(rows["concurrent"]["model_tokens_per_s"] / raw, 3),
+        "raw_speedup": round(raw / rows["raw_one_row"]["model_tokens_per_s"], 2),
     }
 
 
@@ -218,7 +232,11 @@ def bench_main(
         f"{'raw':<12}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
     )
     print(
+        f"{'raw':<12}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
+    )
+    print(
         f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
+        f"   raw batched vs one row: {res['raw_speedup']}x"
     )
     if save:
         from . import save as store

@@ -74,7 +74,9 @@ def test_bench_block_shows_the_one_row_ceiling_and_where_the_rows_went_when_stor
     assert f"| raw `generate`, one row | {rec['raw_one_row_model_tokens_per_s']:,.0f} |" in block
     assert f"{rec['raw_speedup']:.2f}x faster on 64 rows than on one" in block
     assert f"{rec['concurrent_steps']} steps for its" in block and "fewer than 8 rows" in block
-    for key in [k for k in rec if k.startswith("raw_one_row") or k == "raw_speedup" or k == "concurrent_steps"]:
+    for key in [
+        k for k in rec if k.startswith("raw_one_row") or k == "raw_speedup" or k == "concurrent_steps"
+    ]:
         del rec[key]  # a record stored before these figures existed: the block leaves them out
     (tmp_path / "rollouts_nano_transformers.json").write_text(json.dumps(rec))
     block = bench_block(tmp_path)

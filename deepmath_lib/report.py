@@ -171,6 +171,36 @@ def smol_kinds_block(results_root: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def nano_copy_block(results_root: str | Path | None = None) -> str:
+    """How nano copies numbers, before and after GRPO (scripts/nano_copy.py writes data/results/nano/copy.json)."""
+    from .results import profile_results_dir
+
+    rec = json.loads((profile_results_dir("nano", results_root) / "copy.json").read_text())
+    by = {m["model"]: m for m in rec["models"]}
+    base, grpo = by["nano-base"], by["nano-grpo"]
+
+    def digits(m: dict, d: str) -> str:
+        tool, copied = m["copies_by_output_digits"].get(d, [0, 0])
+        return f"{copied}/{tool}"
+
+    s = rec["sampling"]
+    return (
+        f"nano's weakest step is copying. On {rec['problems']}, {rec['samples']} samples each at the eval "
+        f"sampling (T {s['temperature']}, top_p {s['top_p']}), `python scripts/nano_copy.py "
+        "deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo` (writes `data/results/nano/copy.json`): "
+        f"its snippets compute the right product in {base['snippet_right_of_code']:.0%} of tool trajectories before "
+        f"GRPO and {grpo['snippet_right_of_code']:.0%} after, but its box repeats the printed output in only "
+        f"{base['answer_copies_output_of_code']:.0%} and {grpo['answer_copies_output_of_code']:.0%} (six-digit "
+        f"outputs {digits(base, '6')} and {digits(grpo, '6')}, five-digit ones {digits(base, '5')} and "
+        f"{digits(grpo, '5')}). It copies rather than computes: teacher-forced on the {base['teacher_forced_n']} "
+        "six-digit products, with the output's second number token replaced by a random one, the box follows the "
+        f"output ({base['second_token_copied_counterfactual']:.0%} before, "
+        f"{grpo['second_token_copied_counterfactual']:.0%} after; {base['second_token_copied']:.0%} and "
+        f"{grpo['second_token_copied']:.0%} with the true output) and predicts the true product's token in "
+        f"{base['second_token_guesses_true']:.0%} and {grpo['second_token_guesses_true']:.0%}."
+    )
+
+
 def _conditions(c: dict) -> str:
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
     return f"{where}, load average {c.get('load_avg_1m')} at the start, {c.get('date')}"
@@ -363,6 +393,7 @@ BLOCKS = {
     "results": results_block,
     "results_smol": lambda: results_block("smol"),
     "smol_kinds": smol_kinds_block,
+    "nano_copy": nano_copy_block,
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,

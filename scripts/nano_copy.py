@@ -9,7 +9,8 @@ the model's most likely next token is checked against the output's second token.
 with a counterfactual one whose second token is replaced by a random one: a model that copies follows the output,
 a model that computes the product itself still predicts the true token (`second_token_guesses_true`).
 
-Prints one JSON line per model folder.
+Prints one JSON line per model folder and writes them all to `--out` (default `data/results/nano/copy.json`, which
+`deepmath report` turns into the README's paragraph on copying).
 
     python scripts/nano_copy.py deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo
 """
@@ -17,6 +18,7 @@ Prints one JSON line per model folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -25,6 +27,7 @@ from pathlib import Path
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.models import load_model
+from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
 
 OUTPUT = re.compile(r"```output\n(.*?)\n```", re.S)
@@ -35,6 +38,7 @@ def main() -> None:
     ap.add_argument("models", nargs="+", help="nano model folders")
     ap.add_argument("--n", type=int, default=100, help="problems")
     ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/nano/copy.json"))
     a = ap.parse_args()
     if a.n < 1 or a.samples < 1:
         ap.error(f"--n and --samples must be positive, got {a.n} and {a.samples}")
@@ -45,6 +49,7 @@ def main() -> None:
     rng = random.Random(7)
     pairs = [(rng.randint(1000, 9999), rng.randint(11, 99)) for _ in range(a.n)]
     questions = [(x, y) for x, y in pairs for _ in range(a.samples)]
+    results = []
     for path in a.models:
         model, tok = load_model(prof, model_path=path, device="cpu")
         trajs = run_agent(
@@ -56,6 +61,8 @@ def main() -> None:
             concurrency=prof.concurrency,
         )
         code = operands = copied = correct = 0
+        # digits of the output ("error": not a number) -> [tool trajectories, boxes that copy the output]
+        by_digits: dict[str, list[int]] = {}
         for (x, y), t in zip(questions, trajs, strict=True):
             correct += t.answer == str(x * y)
             m = OUTPUT.search(t.text)
@@ -64,21 +71,31 @@ def main() -> None:
                 code += 1
                 operands += out == str(x * y)
                 copied += t.answer == out
+                d = by_digits.setdefault(str(len(out)) if out.isdigit() else "error", [0, 0])
+                d[0] += 1
+                d[1] += t.answer == out
         n = len(trajs)
-        print(
-            json.dumps(
-                {
-                    "model": path,
-                    "trajectories": n,
-                    "correct": round(correct / n, 3),
-                    "code": round(code / n, 3),
-                    "snippet_right_of_code": round(operands / max(code, 1), 3),
-                    "answer_copies_output_of_code": round(copied / max(code, 1), 3),
-                    **teacher_forced(model, tok, prof, pairs),
-                }
-            ),
-            flush=True,
-        )
+        res = {
+            "model": Path(path).name,
+            "trajectories": n,
+            "correct": round(correct / n, 3),
+            "code": round(code / n, 3),
+            "snippet_right_of_code": round(operands / max(code, 1), 3),
+            "answer_copies_output_of_code": round(copied / max(code, 1), 3),
+            "copies_by_output_digits": dict(sorted(by_digits.items())),
+            **teacher_forced(model, tok, prof, pairs),
+        }
+        print(json.dumps(res), flush=True)
+        results.append(res)
+    record = {
+        "problems": f"{a.n} products of a 4-digit and a 2-digit number (seed 7)",
+        "samples": a.samples,
+        "sampling": dataclasses.asdict(prof.eval_sampling),
+        "models": results,
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {a.out}")
 
 
 def teacher_forced(model, tok, prof, pairs: list[tuple[int, int]]) -> dict:

@@ -318,6 +318,18 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
                 f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
                 "the part it shares with the previous one, and every tool output.",
             ]
+    try:
+        gb = load("generate_batch_nano", bench_dir)
+    except FileNotFoundError:
+        gb = None
+    if gb is not None:
+        lines += [
+            "",
+            f"`python scripts/generate_batch_check.py` — transformers' own continuous batching (`generate_batch`, a "
+            f"paged cache) against plain batched `generate`, nano, the same {gb['rows']} prompts, greedy, "
+            f"{gb['new_tokens_per_row']} new tokens per row: {gb['generate_batch_model_tokens_per_s']:,.0f} against "
+            f"{gb['generate_model_tokens_per_s']:,.0f} model tokens/s ({_conditions(gb['conditions'])}).",
+        ]
     return "\n".join(lines)
 
 

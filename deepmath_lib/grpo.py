@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .agent import prompt_ids_for, run_agent
+from .evaluate import engine_fingerprint
 from .paths import REPO_ROOT
 from .profiles import Profile, Sampling, get_profile
 from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
@@ -585,6 +586,7 @@ def train(
         "num_generations": prof.num_generations,
         "prompts_per_step": prof.prompts_per_step,
         "model_dir": str(final),
+        "engine": engine_fingerprint(prof),  # the rollouts' and checks' generation engine
     }
     if write_summary:
         res = profile_results_dir(prof.name, results_root)

@@ -111,6 +111,18 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
                 f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "
                 f"{st.optimizer_s:.1f} s."
             )
+    try:  # the pipeline's own record of its last run (deepmath pipeline stores it)
+        from .bench import load
+
+        run = load(f"demo_{profile}")
+    except FileNotFoundError:
+        run = None
+    if run is not None and profile != "nano":  # nano's is in the fresh-clone timing block
+        steps = ", ".join(f"{nb} {_min_s(s)}" for nb, s in run["notebooks"].items())
+        lines += [
+            "",
+            f"`{demo}` took {_min_s(run['seconds'])} in all ({steps}; {_conditions(run['conditions'])}).",
+        ]
     return "\n".join(lines)
 
 
@@ -167,6 +179,26 @@ def smol_kinds_block(results_root: str | Path | None = None) -> str:
             f"problem instead of 4, {extra['prompts_per_step']} problems x {extra['num_generations']} per step, "
             f"{extra['steps']} steps, {_min_s(extra['train_wall_time_s'])} of training (a step: {t['step_s']:.0f} s, "
             f"rollouts {t['rollout_s']:.0f} s, forward + backward + optimizer {t['optimizer_s']:.0f} s).",
+        ]
+    from .evaluate import engine_fingerprint
+    from .profiles import get_profile
+
+    now = engine_fingerprint(get_profile("smol"))
+    older = [
+        what
+        for what, rec in (
+            ("the sampled columns", reach),
+            ("the greedy columns", json.loads((root / "val_by_kind.json").read_text())),
+            ("the last column", json.loads((more / "val_by_kind.json").read_text()) if extra else None),
+        )
+        if rec is not None and rec.get("engine") != now
+    ]
+    if older:
+        lines += [
+            "",
+            f"Generation engine: {' and '.join(older)} {'was' if len(older) == 1 else 'were'} measured with an "
+            f"earlier version of the batching engine than today's ({now}), so the same command may now sample "
+            "other tokens.",
         ]
     return "\n".join(lines)
 

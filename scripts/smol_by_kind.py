@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from deepmath_lib.backends import TransformersBackend
+from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.grpo import agent_check, validation_problems
 from deepmath_lib.models import load_model
@@ -40,7 +41,12 @@ def main() -> None:
             ap.error(f"no trained model folder at {path} (run `make demo PROFILE=smol` first)")
     prof = get_profile("smol")
     val = validation_problems(prof, a.n)
-    summary, rows = {"n": len(val), "problems": "nano generator, train split, seed 1, minus training"}, []
+    summary = {
+        "n": len(val),
+        "problems": "nano generator, train split, seed 1, minus training",
+        "engine": engine_fingerprint(prof),
+    }
+    rows = []
     models = [("before", None), ("after", a.trained)] + [(Path(c).name, c) for c in a.also]
     for when, path in models:
         model, tok = load_model(prof, model_path=path, device="cpu")

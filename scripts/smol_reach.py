@@ -21,6 +21,7 @@ from pathlib import Path
 
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
+from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
@@ -77,6 +78,7 @@ def main() -> None:
         "n": len(val),
         "samples": a.samples,
         "sampling": dataclasses.asdict(sampling),
+        "engine": engine_fingerprint(prof),
         "seconds": round(time.time() - t0, 1),
         "by_kind": dict(sorted(kinds.items())),
     }

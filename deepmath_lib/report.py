@@ -111,12 +111,9 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
                 f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "
                 f"{st.optimizer_s:.1f} s."
             )
-    try:  # the pipeline's own record of its last run (deepmath pipeline stores it)
-        from .bench import load
-
-        run = load(f"demo_{profile}")
-    except FileNotFoundError:
-        run = None
+    run = _stored(
+        f"demo_{profile}"
+    )  # the pipeline's own record of its last run (deepmath pipeline stores it)
     if run is not None and profile != "nano":  # nano's is in the fresh-clone timing block
         steps = ", ".join(f"{nb} {_min_s(s)}" for nb, s in run["notebooks"].items())
         lines += [
@@ -233,6 +230,16 @@ def nano_copy_block(results_root: str | Path | None = None) -> str:
     )
 
 
+def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
+    """A stored benchmark record, or None when that benchmark has not been run."""
+    from .bench import load
+
+    try:
+        return load(name, bench_dir)
+    except FileNotFoundError:
+        return None
+
+
 def _conditions(c: dict) -> str:
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
     return f"{where}, load average {c.get('load_avg_1m')} at the start, {c.get('date')}"
@@ -286,9 +293,8 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         f"8,000 in under 60 s; {_conditions(gr['conditions'])}).",
     ]
     for name in ("rollouts_nano_transformers", "rollouts_smol_transformers", "rollouts_smol_vllm"):
-        try:
-            r = load(name, bench_dir)
-        except FileNotFoundError:
+        r = _stored(name, bench_dir)
+        if r is None:
             continue
         title = (
             f"`deepmath bench rollouts --profile {r['profile']}"
@@ -350,10 +356,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
                 f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
                 "the part it shares with the previous one, and every tool output.",
             ]
-    try:
-        gb = load("generate_batch_nano", bench_dir)
-    except FileNotFoundError:
-        gb = None
+    gb = _stored("generate_batch_nano", bench_dir)
     if gb is not None:
         lines += [
             "",
@@ -396,11 +399,8 @@ def _min_s(seconds: float) -> str:
 
 def timing_block(bench_dir: str | Path | None = None) -> str:
     """What `make test` and `make demo` cost on a fresh clone (scripts/fresh_clone.py's record)."""
-    from .bench import load
-
-    try:
-        r = load("fresh_clone", bench_dir)
-    except FileNotFoundError:
+    r = _stored("fresh_clone", bench_dir)
+    if r is None:
         return "Not measured on this commit's line yet: `python scripts/fresh_clone.py --demo` measures it."
     test, demo = r["steps"]["make_test"], r["steps"].get("make_demo")
     lines = [

@@ -115,7 +115,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .profiles import PROFILES
+    from .profiles import DEFAULT_PROFILE, PROFILES
 
     parser = argparse.ArgumentParser(
         prog="deepmath", description="DeepMath: a math agent that writes and runs Python mid-reasoning."
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="solve one question with the agent; last line `answer: X`")
     p.add_argument("question")
-    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
     p.add_argument(
         "--samples", type=int, default=1, help="trajectories to sample; the answer is the majority"
     )
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_grade)
 
     p = sub.add_parser("train", help="GRPO with agentic rollouts (notebook 03)")
-    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
     p.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
     p.add_argument("--output-dir", default=None, help="where checkpoints and the trained model go")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")
-    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
     p.add_argument("--datasets", nargs="+", default=None, help="dataset names or local JSONL/parquet paths")
     p.add_argument(
         "--configs",
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("figures", help="draw the figures from the results (notebook 05)")
-    p.add_argument("--profile", default="nano", choices=profiles)
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
     p.add_argument("--results-root", default=None)
     p.add_argument("--figures-dir", default=None, help="default figures/")
     p.set_defaults(func=_cmd_figures)
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="benchmarks; the last line printed is JSON, also stored under data/results/bench/"
     )
     p.add_argument("what", choices=["sandbox", "rollouts", "grading"])
-    p.add_argument("--profile", default="nano", choices=profiles, help="rollouts only")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles, help="rollouts only")
     p.add_argument(
         "--n", type=int, default=None, help="rollouts: trajectories (256); grading: answers (8000)"
     )
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")
-    p.add_argument("--profile", default="nano", help=f"one of {profiles}")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {profiles}")
     p.add_argument(
         "--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03"
     )

@@ -133,6 +133,8 @@ class Profile:
         return self.with_overrides(**self.quick)
 
 
+DEFAULT_PROFILE = "nano"  # what `make demo` runs without PROFILE=, and every command's default
+
 PROFILES: dict[str, Profile] = {
     "nano": Profile(
         name="nano",

@@ -46,7 +46,7 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     import pandas as pd
 
     from .datasets import dataset_label
-    from .profiles import get_profile
+    from .profiles import DEFAULT_PROFILE, get_profile
     from .results import STEP_TIME_COLUMNS, profile_results_dir
 
     root = profile_results_dir(profile, results_root)
@@ -55,7 +55,7 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     s = prof.eval_sampling
     k = int(df.k.iloc[0])
     n = int(df.n_problems.iloc[0])
-    demo = "make demo" + ("" if profile == "nano" else f" PROFILE={profile}")
+    demo = "make demo" + ("" if profile == DEFAULT_PROFILE else f" PROFILE={profile}")
     sampling = "greedy" if s.temperature == 0 else f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}"
     data = ", ".join(dataset_label(d) for d in dict.fromkeys(df.dataset))
     lines = [
@@ -114,7 +114,7 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     run = _stored(
         f"demo_{profile}"
     )  # the pipeline's own record of its last run (deepmath pipeline stores it)
-    if run is not None and profile != "nano":  # nano's is in the fresh-clone timing block
+    if run is not None and profile != DEFAULT_PROFILE:  # the default's is in the fresh-clone timing block
         steps = ", ".join(f"{nb} {_min_s(s)}" for nb, s in run["notebooks"].items())
         lines += [
             "",

@@ -116,6 +116,7 @@ class SlotEngine:
             "idle_s": 0.0,
             "rows": 0,  # tokens sampled, summed over steps (rows per step: rows / decode_steps)
             "sparse_steps": 0,  # steps that sampled for fewer than an eighth of max_batch rows
+            "sparse_s": 0.0,  # their time
         }
 
     # ------------------------------------------------------------ event-loop side
@@ -222,8 +223,12 @@ class SlotEngine:
                     self.stats["idle_s"] += clock() - t0
                 try:
                     t0 = clock()
+                    sparse = self.stats["sparse_steps"]
                     self._forward_step(joiners)
-                    self.stats["step_s"] += clock() - t0
+                    dt = clock() - t0
+                    self.stats["step_s"] += dt
+                    if self.stats["sparse_steps"] > sparse:
+                        self.stats["sparse_s"] += dt
                 except BaseException as exc:  # fail the requests in the batch; the engine goes on serving
                     for req in [r for r in self._slots if r is not None] + list(joiners or []):
                         if not req.future.done():

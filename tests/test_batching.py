@@ -252,6 +252,14 @@ def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
         res["raw_model_tokens_per_s"] / res["raw_one_row_model_tokens_per_s"], 2
     )
     assert res["mode"] == "deterministic"
+    # the same run with its sandboxes started before the clock: deterministic mode samples the same tokens
+    assert res["presandboxed_trajectories"] == 8
+    assert res["presandboxed_model_tokens"] == res["concurrent_model_tokens"]
+    assert res["presandboxed_calls"] == res["concurrent_calls"]
+    assert res["sandbox_share"] == round(
+        1 - res["concurrent_model_tokens_per_s"] / res["presandboxed_model_tokens_per_s"], 3
+    )
+    assert 0 <= res["concurrent_sparse_seconds"] <= res["concurrent_seconds"]
     assert bench_main("nano", n=8, repeats=0, save=False) == 2
     assert "--rollout-repeats" in capsys.readouterr().err
     assert bench_main("nano", n=8, slots=4, in_flight=2, save=False) == 2  # fewer in flight than rows

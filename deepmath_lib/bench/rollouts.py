@@ -6,6 +6,10 @@ Three figures, same model and sampling:
 - **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default 2 x `slots`) of them
   started at once: a trajectory waiting on the sandbox holds no row, so with `in_flight` > `slots` a queued request
   takes the row it freed (more trajectories than slots, so freed slots are refilled), sandbox calls and all;
+- **presandboxed**: the concurrent run again with its `n` sandboxes started before the clock and closed after it
+  (same trajectories, same tokens in deterministic mode): how much of the loop's throughput starting and closing a
+  sandbox per trajectory (a fork of the warmed zygote, an exit) takes from generation on this machine's cores
+  (`sandbox_share`);
 - **sequential**: trajectories one at a time (the first `seq_n` problems);
 - **raw, one row**: the same `generate` on the first prompt alone: what batching itself gains on this model and
   machine (`raw_speedup`), the ceiling `speedup` would reach if the loop ran at raw speed both ways.
@@ -81,6 +85,38 @@ def _raw_engine(engine, prompts: list[list[int]], new: int, sampling) -> float:
     return engine._thread.call(go())  # the engine's own event loop (see backends._LoopThread)
 
 
+class _StartedSandboxes:
+    """`count` of the profile's sandboxes, started now; `factory` hands them out in order (one per trajectory, as
+    the agent starts them), `close()` closes them all. Trajectories' own closes are left to `close()`."""
+
+    def __init__(self, prof, count: int):
+        from ..agent import default_sandbox_factory
+
+        make = default_sandbox_factory(prof)
+        self._boxes = [make() for _ in range(count)]
+        self._next = iter(self._boxes)
+        time.sleep(
+            0.5
+        )  # the zygote forks its spares back meanwhile (as before any run): not inside the clock
+
+    def factory(self):
+        return _Kept(next(self._next))
+
+    def close(self) -> None:
+        for box in self._boxes:
+            box.close()
+
+
+class _Kept:
+    """A started sandbox lent to one trajectory: runs go through, its close waits for `_StartedSandboxes.close`."""
+
+    def __init__(self, box):
+        self.run = box.run
+
+    def close(self) -> None:
+        pass
+
+
 def measure(
     profile_name: str = "nano",
     n: int = 256,
@@ -125,16 +161,34 @@ def measure(
     if engine is None:
         _raw_transformers(model, tok, prompts[:4], 4, sampling)  # warm-up
     # The three measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
-    runs: dict[str, list[dict]] = {"concurrent": [], "sequential": [], "raw": [], "raw_one_row": []}
+    runs: dict[str, list[dict]] = {
+        "concurrent": [],
+        "presandboxed": [],
+        "sequential": [],
+        "raw": [],
+        "raw_one_row": [],
+    }
     for _ in range(repeats):
         for name, rows, conc, count in (
             ("concurrent", slots, in_flight, n),
+            ("presandboxed", slots, in_flight, n),
             ("sequential", 1, 1, min(seq_n, n)),
         ):
             be = make(rows)
+            ready = _StartedSandboxes(prof, count) if name == "presandboxed" else None
             t0 = time.perf_counter()
-            trajs = run_agent(be, problems[:count], prof, sampling=sampling, seed=seed, concurrency=conc)
+            trajs = run_agent(
+                be,
+                problems[:count],
+                prof,
+                sampling=sampling,
+                seed=seed,
+                concurrency=conc,
+                sandbox_factory=ready.factory if ready else None,
+            )
             dt = time.perf_counter() - t0
+            if ready:
+                ready.close()
             steps = {}
             if engine is None:  # where the batch's rows went (see SlotEngine.stats)
                 st = be.engine.stats
@@ -142,6 +196,7 @@ def measure(
                     "steps": st["decode_steps"],
                     "rows_per_step": round(st["rows"] / max(1, st["decode_steps"]), 1),
                     "sparse_steps": st["sparse_steps"],
+                    "sparse_seconds": round(st["sparse_s"], 2),
                     "prefill_tokens": st["prefill_tokens"],
                 }
                 be.close()
@@ -191,6 +246,9 @@ def measure(
         "speedup": round(speedup, 2),
         "fraction_of_raw": round(rows["concurrent"]["model_tokens_per_s"] / raw, 3),
         "raw_speedup": round(raw / rows["raw_one_row"]["model_tokens_per_s"], 2),
+        "sandbox_share": round(
+            1 - rows["concurrent"]["model_tokens_per_s"] / rows["presandboxed"]["model_tokens_per_s"], 3
+        ),
     }
 
 
@@ -222,21 +280,21 @@ def bench_main(
     ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{'mode':<12}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
-    for mode in ("concurrent", "sequential"):
+    print(f"{'mode':<14}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
+    for mode in ("concurrent", "presandboxed", "sequential"):
         print(
-            f"{mode:<12}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
+            f"{mode:<14}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
             f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
         )
     print(
-        f"{'raw':<12}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
+        f"{'raw':<14}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
     )
     print(
-        f"{'raw':<12}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
+        f"{'raw':<14}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
     )
     print(
         f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
-        f"   raw batched vs one row: {res['raw_speedup']}x"
+        f"   raw batched vs one row: {res['raw_speedup']}x   sandbox share: {res['sandbox_share']}"
     )
     if save:
         from . import save as store

@@ -30,6 +30,7 @@ from pathlib import Path
 from deepmath_lib import prompts
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
+from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
@@ -168,6 +169,7 @@ def main() -> None:
         "n": len(val),
         "greedy": dataclasses.asdict(base.eval_sampling),
         "sampled": {**dataclasses.asdict(sampled), "samples_per_problem": a.samples},
+        "engine": engine_fingerprint(base),
         "prompts": {},
     }
     t0 = time.time()

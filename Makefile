@@ -74,6 +74,7 @@ bench: install
 	$(BIN)/deepmath bench sandbox
 	$(BIN)/deepmath bench grading --suite
 	$(BIN)/deepmath bench rollouts --profile nano
+	$(BIN)/deepmath bench space
 	$(BIN)/deepmath report
 
 # The Space (space/app.py) on http://127.0.0.1:7860; GRADIO_SERVER_PORT and GRADIO_SERVER_NAME change that.

@@ -88,6 +88,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .bench.grading import bench_main
 
         return bench_main(n=args.n or 8000, suite=args.suite, save=save)
+    if args.what == "space":
+        from .bench.space import bench_main
+
+        return bench_main(save=save)
     from .bench.rollouts import bench_main
 
     return bench_main(
@@ -216,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench", help="benchmarks; the last line printed is JSON, also stored under data/results/bench/"
     )
-    p.add_argument("what", choices=["sandbox", "rollouts", "grading"])
+    p.add_argument("what", choices=["sandbox", "rollouts", "grading", "space"])
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles, help="rollouts only")
     p.add_argument(
         "--n", type=int, default=None, help="rollouts: trajectories (256); grading: answers (8000)"

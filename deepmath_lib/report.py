@@ -456,6 +456,23 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def space_block(bench_dir: str | Path | None = None) -> str:
+    r = _stored("space", bench_dir)
+    if r is None:
+        return "Not measured yet: run `deepmath bench space`, then `deepmath report`."
+    return (
+        f"The page answered HTTP 200 {r['startup_s']:.1f} s after `python space/app.py` started. smol's GGUF, "
+        f"converted into a fresh cache folder as the first smol request does once, took {r['gguf_convert_s']:.0f} s. "
+        f"The load test's {r['requests']} concurrent requests took {r['seconds']:.1f} s: {r['normal_answered']} of "
+        f"{r['normal']} nano problems answered right, {r['hostile_bounded']} of {r['hostile']} hostile snippets ended "
+        f"in an error or a timeout, the secret "
+        + ("**leaked**" if r["secret_leaked"] else "in no response")
+        + f"; the app's RSS was {r['rss_mb_before']} MB before, {r['rss_mb_peak']} MB at its peak and "
+        f"{r['rss_mb_after']} MB after, with {r['processes_after']} processes below it after the load "
+        f"({r['processes_before']} before) ({_conditions(r['conditions'])})."
+    )
+
+
 BLOCKS = {
     "gpu": gpu_block,
     "results": results_block,
@@ -466,6 +483,7 @@ BLOCKS = {
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,
     "timing": timing_block,
+    "space": space_block,
 }
 
 

@@ -81,3 +81,62 @@ def test_bench_block_shows_the_one_row_ceiling_and_where_the_rows_went_when_stor
     (tmp_path / "rollouts_nano_transformers.json").write_text(json.dumps(rec))
     block = bench_block(tmp_path)
     assert "one row" not in block and "rows went" not in block and "**" in block
+
+
+def test_bench_block_renders_the_sandbox_share_only_when_stored(tmp_path):
+    import json
+    import shutil
+
+    from deepmath_lib.paths import REPO_ROOT
+    from deepmath_lib.report import bench_block
+
+    bench = REPO_ROOT / "data/results/bench"
+    for name in ("sandbox", "grading", "rollouts_nano_transformers"):
+        shutil.copy(bench / f"{name}.json", tmp_path)
+    rec = json.loads((tmp_path / "rollouts_nano_transformers.json").read_text())
+    block = bench_block(tmp_path)
+    assert f"{rec['presandboxed_model_tokens_per_s']:,.0f} |" in block
+    assert f"took {rec['sandbox_share']:.0%} of the loop's throughput" in block
+    assert f"{rec['concurrent_sparse_seconds']:.2f} s of the run's" in block
+    for key in [
+        k for k in rec if k.startswith("presandboxed") or k in ("sandbox_share", "concurrent_sparse_seconds")
+    ]:
+        del rec[key]  # stored before the bench ran it
+    (tmp_path / "rollouts_nano_transformers.json").write_text(json.dumps(rec))
+    block = bench_block(tmp_path)
+    assert "before the clock" not in block and "rows went" in block
+
+
+def test_space_block_renders_the_stored_measurement_and_says_when_there_is_none(tmp_path):
+    import json
+
+    from deepmath_lib.report import space_block
+
+    assert "run `deepmath bench space`" in space_block(tmp_path)
+    cond = {"cpu": "AMD EPYC", "cpus": 2, "gpu": None, "load_avg_1m": 0.4, "date": "2026-12-01"}
+    record = {
+        "bench": "space",
+        "startup_s": 12.34,
+        "gguf_convert_s": 41.6,
+        "requests": 20,
+        "normal": 12,
+        "hostile": 8,
+        "seconds": 6.8,
+        "rss_mb_before": 900,
+        "rss_mb_peak": 1010,
+        "rss_mb_after": 925,
+        "processes_before": 33,
+        "processes_after": 33,
+        "normal_answered": 12,
+        "hostile_bounded": 7,
+        "secret_leaked": False,
+        "conditions": cond,
+    }
+    (tmp_path / "space.json").write_text(json.dumps(record))
+    block = space_block(tmp_path)
+    assert "HTTP 200 12.3 s after" in block and "took 42 s" in block and "took 6.8 s" in block
+    assert "12 of 12 nano problems" in block and "7 of 8 hostile snippets" in block
+    assert "900 MB before, 1010 MB at its peak and 925 MB after" in block and "in no response" in block
+    assert "load average 0.4" in block
+    (tmp_path / "space.json").write_text(json.dumps({**record, "secret_leaked": True}))
+    assert "**leaked**" in space_block(tmp_path)

@@ -5,100 +5,31 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pytest
 
+from deepmath_lib.bench.space import (
+    FAKE_SECRET,
+    free_port,
+    http_status,
+    run_load,
+    start_app,
+    stop_app,
+    warm_up,
+)
+from deepmath_lib.bench.space import nano_solved as find_nano_solved
+
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = REPO / "figures" / "space.png"
 CI = os.environ.get("CI", "").lower() == "true"
-# Placed in the app's environment, as a Space's tokens are; no response may ever contain it.
-FAKE_SECRET = "hf_FakeSpaceSecret4bW9tZXRoaW5nIHNlY3JldA"
 
 pytestmark = pytest.mark.slow
-
-
-# ------------------------------------------------------------------ helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status
-    except OSError:
-        return None
-
-
-def start_app(python: str, cwd: Path, log: Path, **env: str) -> tuple[subprocess.Popen, str, float]:
-    """Start `python app.py` (space/app.py under the repo) on a free loopback port; wait for HTTP 200.
-    Returns (process, url, seconds until the first 200)."""
-    port = free_port()
-    app = "app.py" if (cwd / "app.py").is_file() else "space/app.py"
-    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **env}
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [python, app],
-        cwd=cwd,
-        env=full_env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    while http_status(url) != 200:
-        if proc.poll() is not None:
-            pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() - t0 > 120:
-            stop_app(proc)
-            pytest.fail(f"no HTTP 200 from {url} within 120 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    return proc, url, time.monotonic() - t0
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    """Stop the app and everything it started (its session: the sandbox zygote and workers)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (the sandbox zygote and its workers)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +80,7 @@ def test_browser_solves_with_the_tool_and_streams_the_trace(chromium, app):
             page.get_by_label("smol").check()
             expect(page.get_by_label("Tool (Python sandbox)")).to_be_checked()
             page.get_by_role("button", name="Solve", exact=True).click()
-            # the first use of smol converts its GGUF once (~45 s on 2 cores), then loads and generates
+            # the first use of smol converts its GGUF once (timed by `deepmath bench space`), then loads and generates
             summary = page.locator("#dm-summary")
             expect(summary).to_contain_text("Answer: 56211", timeout=600_000)
             expect(summary).to_contain_text("1 tool call")
@@ -167,49 +98,11 @@ def test_browser_solves_with_the_tool_and_streams_the_trace(chromium, app):
 # ------------------------------------------------------------------ load
 @pytest.fixture(scope="module")
 def nano_solved() -> list[tuple[str, str]]:
-    """(problem, answer) pairs that the nano weights the Space serves solve with a tool call under its greedy
-    decoding. Found in-process with the library, so the load test follows the weights when they are retrained."""
-    from deepmath_lib.agent import run_agent
-    from deepmath_lib.backends import make_backend
-    from deepmath_lib.models import trained_model_path
-    from deepmath_lib.nano import generate_problems
-    from deepmath_lib.profiles import Sampling, get_profile
-
-    profile = get_profile("nano")
-    backend = make_backend(profile, model_path=trained_model_path(profile))
-    budget = min(profile.eval_sampling.max_model_tokens, 256)  # space/app.py: MAX_MODEL_TOKENS
-    pool = generate_problems(64, split="eval", seed=0)
-    trajs = run_agent(
-        backend,
-        [p["problem"] for p in pool],
-        profile,
-        sampling=Sampling(temperature=0.0, top_p=1.0, top_k=0, max_model_tokens=budget),
-    )
-    backend.close()
-    solved = [
-        (p["problem"], p["answer"])
-        for p, t in zip(pool, trajs, strict=True)
-        if t.calls and t.answer == p["answer"]
-    ]
+    """(problem, answer) pairs that the nano weights the Space serves solve with a tool call (see
+    deepmath_lib.bench.space.nano_solved)."""
+    solved = find_nano_solved(64)
     assert len(solved) >= 13, f"the nano weights solve only {len(solved)} of 64 eval problems with a call"
     return solved
-
-
-_OS = "g = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__\n"
-
-
-def hostile_snippets(app_pid: int, port: int) -> dict[str, str]:
-    """Snippets a hostile visitor sends to the Sandbox tab (the `os` module reached without importing it)."""
-    return {
-        "fork bomb": _OS + "while True:\n    g['fork']()",
-        "memory hog": "xs = []\nwhile True:\n    xs.append(bytearray(10**8))",
-        "cpu loop": "while True:\n    pass",
-        "/etc/shadow": "print(open('/etc/shadow').read())",
-        "the app's source": f"print(open({str(REPO / 'space' / 'app.py')!r}).read())",
-        "the app's environment": f"print(open('/proc/{app_pid}/environ').read())",
-        "environment secrets": _OS + "print(dict(g['environ']))\nprint(g['system']('env'))",
-        "socket to the app": f"import socket\nprint(socket.create_connection(('127.0.0.1', {port})).recv(99))",
-    }
 
 
 @pytest.mark.timeout(900)
@@ -224,33 +117,16 @@ def test_load_hostile_and_normal_requests(app, nano_solved):
     # warm-up: the nano model, the zygote and every code path the load takes, so the baseline includes them;
     # the trace streams: the code block shows (and runs) before its output block, and both before the answer
     (warm_problem, warm_answer), normal = nano_solved[0], nano_solved[1:13]
-    warm = client.submit(warm_problem, "nano", True, api_name="/solve")
-    warm.result(timeout=300)
+    warm = warm_up(client, warm_problem)
     updates = [trace for trace, _ in warm.outputs()]
     assert f"**Answer: {warm_answer}**" in warm.outputs()[-1][1], warm.outputs()[-1]
     assert any("dm-code" in u and "dm-running" in u and "dm-output" not in u for u in updates), updates
     assert any("dm-output" in u and "dm-answer" not in u for u in updates), updates
-    client.predict("print(1)", api_name="/sandbox")
-    time.sleep(2)
-    base_rss, base_procs = rss_mb(proc.pid), len(descendants(proc.pid))
 
-    hostile = hostile_snippets(proc.pid, int(url.rsplit(":", 1)[1].strip("/")))
-    t0 = time.monotonic()
-    jobs = [("normal", q, a, client.submit(q, "nano", True, api_name="/solve")) for q, a in normal]
-    jobs += [
-        ("hostile", name, None, client.submit(code, api_name="/sandbox")) for name, code in hostile.items()
-    ]
-    assert len(jobs) == 20
-    peak_rss = base_rss
-    while not all(job.done() for *_, job in jobs):
-        peak_rss = max(peak_rss, rss_mb(proc.pid))
-        assert time.monotonic() - t0 < 600, "the load did not finish within 10 minutes"
-        time.sleep(0.2)
-    wall = time.monotonic() - t0
-
+    load = run_load(client, proc, url, normal)
+    assert load["requests"] == 20
     wrong = []
-    for kind, name, answer, job in jobs:
-        first, second = job.result(timeout=60)
+    for kind, name, answer, first, second in load["results"]:
         assert FAKE_SECRET not in first + second, f"{name}: the secret leaked"
         if kind == "normal":
             if f"**Answer: {answer}**" not in second:
@@ -264,18 +140,13 @@ def test_load_hostile_and_normal_requests(app, nano_solved):
     assert proc.poll() is None and http_status(url) == 200, log.read_text()[-3000:]
 
     # Memory and processes return near the baseline (workers killed, batches freed).
-    deadline = time.monotonic() + 30
-    while True:
-        rss, procs = rss_mb(proc.pid), len(descendants(proc.pid))
-        if (rss <= base_rss + 150 and procs <= base_procs) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
     print(
-        f"load: 20 requests in {wall:.1f} s; app RSS {base_rss:.0f} MB before, {peak_rss:.0f} peak, "
-        f"{rss:.0f} after; processes below the app {base_procs} before, {procs} after"
+        f"load: 20 requests in {load['seconds']} s; app RSS {load['rss_mb_before']} MB before, "
+        f"{load['rss_mb_peak']} peak, {load['rss_mb_after']} after; processes below the app "
+        f"{load['processes_before']} before, {load['processes_after']} after"
     )
-    assert procs <= base_procs, f"{procs - base_procs} sandbox processes left behind"
-    assert rss <= base_rss + 150, f"RSS {rss:.0f} MB after the load vs {base_rss:.0f} MB before"
+    assert load["processes_after"] <= load["processes_before"], "sandbox processes left behind"
+    assert load["rss_mb_after"] <= load["rss_mb_before"] + 150, load
     assert FAKE_SECRET not in log.read_text()
 
 

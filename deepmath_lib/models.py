@@ -85,7 +85,7 @@ def _builders() -> dict:
 def model_dir(profile: Profile) -> str:
     """A folder (or hub id) holding the profile's base model in the transformers layout.
 
-    nano: the repo's build. A GGUF profile: converted once (dequantised to float32 safetensors, ~45 s for smol) into
+    nano: the repo's build. A GGUF profile: converted once (dequantised to float32 safetensors; `deepmath bench space` times it) into
     `<cache>/gguf/<hash>/`. Otherwise `profile.model` itself."""
     builder = _builders().get(profile.model)
     if builder is not None:

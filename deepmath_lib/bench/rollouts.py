@@ -1,6 +1,6 @@
 """`deepmath bench rollouts`: the agent loop against its limit, in one run on one model.
 
-Three figures, same model and sampling:
+The figures, same model and sampling:
 - **raw**: one batched `generate` of `slots` rows (the first prompts), every row `mean` new tokens long, where `mean` is
   the concurrent run's mean model tokens per trajectory: what the hardware gives with no agent around it;
 - **concurrent**: `n` agent trajectories through a batch of `slots` rows, with `in_flight` (default 2 x `slots`) of them
@@ -14,7 +14,7 @@ Three figures, same model and sampling:
 - **raw, one row**: the same `generate` on the first prompt alone: what batching itself gains on this model and
   machine (`raw_speedup`), the ceiling `speedup` would reach if the loop ran at raw speed both ways.
 
-The three are measured in turn, `repeats` times, and each figure is the median run (the machine's speed drifts).
+They are measured in turn, `repeats` times, and each figure is the median run (the machine's speed drifts).
 
 `speedup` = concurrent / sequential model tokens per second; `fraction_of_raw` = concurrent / raw. The transformers
 backend runs in its deterministic mode (the one used for training, evaluation and committed results). The last line
@@ -93,11 +93,16 @@ class _StartedSandboxes:
         from ..agent import default_sandbox_factory
 
         make = default_sandbox_factory(prof)
-        self._boxes = [make() for _ in range(count)]
+        self._boxes = []
+        try:
+            for _ in range(count):
+                self._boxes.append(make())
+        except BaseException:
+            self.close()
+            raise
         self._next = iter(self._boxes)
-        time.sleep(
-            0.5
-        )  # the zygote forks its spares back meanwhile (as before any run): not inside the clock
+        # the zygote forks its spares back meanwhile, as it does before any run: not inside the clock
+        time.sleep(0.5)
 
     def factory(self):
         return _Kept(next(self._next))
@@ -160,7 +165,7 @@ def measure(
     prompts = (prompts * (slots // len(prompts) + 1))[:slots]
     if engine is None:
         _raw_transformers(model, tok, prompts[:4], 4, sampling)  # warm-up
-    # The three measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
+    # The measurements interleaved, `repeats` times (this machine's speed drifts); medians reported.
     runs: dict[str, list[dict]] = {
         "concurrent": [],
         "presandboxed": [],
@@ -176,19 +181,21 @@ def measure(
         ):
             be = make(rows)
             ready = _StartedSandboxes(prof, count) if name == "presandboxed" else None
-            t0 = time.perf_counter()
-            trajs = run_agent(
-                be,
-                problems[:count],
-                prof,
-                sampling=sampling,
-                seed=seed,
-                concurrency=conc,
-                sandbox_factory=ready.factory if ready else None,
-            )
-            dt = time.perf_counter() - t0
-            if ready:
-                ready.close()
+            try:
+                t0 = time.perf_counter()
+                trajs = run_agent(
+                    be,
+                    problems[:count],
+                    prof,
+                    sampling=sampling,
+                    seed=seed,
+                    concurrency=conc,
+                    sandbox_factory=ready.factory if ready else None,
+                )
+                dt = time.perf_counter() - t0
+            finally:
+                if ready:
+                    ready.close()
             steps = {}
             if engine is None:  # where the batch's rows went (see SlotEngine.stats)
                 st = be.engine.stats

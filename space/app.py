@@ -88,8 +88,8 @@ class _Models:
         self._backends: dict[tuple, object] = {}
 
     def get(self, profile):
-        """(backend, weights path or None) for the profile's trained weights (nano: the shipped GRPO weights;
-        smol: its untrained base model)."""
+        """(backend, weights path or None) for the profile's trained weights (`trained_model_path`: nano's shipped
+        GRPO weights, or a local run's; smol: a local run's adapter, else its untrained base model)."""
         path = trained_model_path(profile)
         key = (profile.name, path)
         with self._lock:
@@ -169,18 +169,27 @@ def _strip_tags(kind: str, part: str, profile) -> str:
     return body.strip("\n")
 
 
-def render_trace(text: str, profile, running: bool = False) -> str:
-    """HTML for a (partial) trajectory text: the model's prose, each code block and each output block apart."""
+_MARK = r'<b class="dm-answer" style="background:#fff3b0">\1</b>'
+
+
+def render_trace(text: str, profile, running: bool = False, answer: str | None = None) -> str:
+    """HTML for a (partial) trajectory text: the model's prose, each code block and each output block apart. The
+    answer is set apart: every `\\boxed{...}`, or when the prose has none (a trained model's short "The answer is
+    56211."), the last place the final `answer` appears in the last prose block."""
+    parts = [(k, _strip_tags(k, p, profile)) for k, p in trace_parts(text, profile)]
+    parts = [(k, b) for k, b in parts if k != "text" or b.strip()]
+    last_text = max((i for i, (k, _) in enumerate(parts) if k == "text"), default=-1)
+    boxed = any(k == "text" and "\\boxed{" in b for k, b in parts)
     blocks = []
-    for kind, part in trace_parts(text, profile):
-        body = _strip_tags(kind, part, profile)
-        if kind == "text" and not body.strip():
-            continue
+    for i, (kind, body) in enumerate(parts):
         esc = html.escape(body.strip("\n") if kind == "text" else body)
         if kind == "text":
-            esc = re.sub(
-                r"(\\boxed\{[^}]*\})", r'<b class="dm-answer" style="background:#fff3b0">\1</b>', esc
-            )
+            esc = re.sub(r"(\\boxed\{[^}]*\})", _MARK, esc)
+            if not boxed and answer and i == last_text:
+                found = list(re.finditer(rf"(?<![\w.])({re.escape(html.escape(answer))})(?![\w])", esc))
+                if found:
+                    m = found[-1]
+                    esc = esc[: m.start()] + m.expand(_MARK) + esc[m.end() :]
         label = f'<div style="font:11px sans-serif;color:#667">{_LABEL[kind]}</div>' if kind in _LABEL else ""
         blocks.append(
             f'<div class="dm-{kind}" style="{_STYLE[kind]};margin:6px 0;padding:4px 8px">{label}'
@@ -273,7 +282,10 @@ async def solve(problem: str, profile_name: str, tool: bool):
         traj = future.result()
     finally:
         tap.stopped = True  # a visitor who left stops the trajectory at its next segment
-    yield render_trace(traj.text, profile), render_summary(traj, weights, profile_name, tool)
+    yield (
+        render_trace(traj.text, profile, answer=traj.answer),
+        render_summary(traj, weights, profile_name, tool),
+    )
 
 
 def run_snippet(code: str):
@@ -302,10 +314,10 @@ def run_snippet(code: str):
 # ------------------------------------------------------------------ the page
 INTRO = """# DeepMath, small
 A language model solves a math problem by writing short Python snippets; a sandbox runs them and the output goes
-back into the model's context before it answers in `\\boxed{}`. **nano** is a tiny model (0.68M parameters) that
-the deepmath-nb repository builds and trains on a CPU in minutes (warm-start SFT, then GRPO); **smol** is
-SmolLM2-135M-Instruct, untrained, shown three solved examples. Code blocks are blue, their output green. Decoding is
-greedy."""
+back into the model's context before it answers. **nano** is a tiny model (0.68M parameters) that the deepmath-nb
+repository builds and trains on a CPU in minutes (warm-start SFT, then GRPO); **smol** is SmolLM2-135M-Instruct shown
+three solved examples (untrained here, unless this copy of the repository has trained it: each answer names the weights
+that gave it). Code blocks are blue, their output green, the answer highlighted. Decoding is greedy."""
 
 
 def build_demo() -> gr.Blocks:

@@ -79,19 +79,22 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import conditions
+
     save = not args.no_save
+    cond = conditions()  # stored with the result: the load before the run, not the one the run causes
     if args.what == "sandbox":
         from .bench.sandbox import bench_main
 
-        return bench_main(repeats=args.repeats, save=save)
+        return bench_main(repeats=args.repeats, save=save, cond=cond)
     if args.what == "grading":
         from .bench.grading import bench_main
 
-        return bench_main(n=args.n or 8000, suite=args.suite, save=save)
+        return bench_main(n=args.n or 8000, suite=args.suite, save=save, cond=cond)
     if args.what == "space":
         from .bench.space import bench_main
 
-        return bench_main(save=save)
+        return bench_main(save=save, cond=cond)
     from .bench.rollouts import bench_main
 
     return bench_main(
@@ -103,6 +106,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         in_flight=args.in_flight,
         seq_n=args.seq_n,
         repeats=args.rollout_repeats,
+        cond=cond,
     )
 
 

@@ -292,7 +292,12 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         f"none) graded in a fresh process in {gr['seconds']:.1f} s, {gr['rows_per_s']:.0f} per second (goal: "
         f"8,000 in under 60 s; {_conditions(gr['conditions'])}).",
     ]
-    for name in ("rollouts_nano_transformers", "rollouts_smol_transformers", "rollouts_smol_vllm"):
+    for name in (
+        "rollouts_nano_transformers",
+        "rollouts_nano_vllm",
+        "rollouts_smol_transformers",
+        "rollouts_smol_vllm",
+    ):
         r = _stored(name, bench_dir)
         if r is None:
             continue
@@ -364,22 +369,27 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
                 f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
                 "the part it shares with the previous one, and every tool output.",
             ]
-            if "sandbox_share" in r:
+            if "concurrent_sparse_seconds" in r:
                 lines[-1] += (
                     f" The sparse steps took {r['concurrent_sparse_seconds']:.2f} s of the run's "
-                    f"{r['concurrent_seconds']:.2f} s. Starting and closing one sandbox per trajectory (a fork of the "
-                    "warmed zygote, then an exit) runs on the same cores as generation: with the run's sandboxes "
-                    "started before the clock, the same trajectories ("
-                    + (
-                        f"{r['concurrent_model_tokens']:,} model tokens both times"
-                        if r["presandboxed_model_tokens"] == r["concurrent_model_tokens"]
-                        else f"{r['presandboxed_model_tokens']:,} model tokens against "
-                        f"{r['concurrent_model_tokens']:,}"
-                    )
-                    + ") ran "
-                    f"{r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} faster, "
-                    f"so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here."
+                    f"{r['concurrent_seconds']:.2f} s."
                 )
+        if "sandbox_share" in r:
+            same = r["presandboxed_model_tokens"] == r["concurrent_model_tokens"]
+            lines += [
+                "",
+                "Starting and closing one sandbox per trajectory (a fork of the warmed zygote, then an exit) runs on "
+                "the same cores as generation: with the run's sandboxes started before the clock, the same "
+                "trajectories ("
+                + (
+                    f"{r['concurrent_model_tokens']:,} model tokens both times"
+                    if same
+                    else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
+                    "this backend's batches depend on timing"
+                )
+                + f") ran {r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} faster, "
+                f"so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here.",
+            ]
     gb = _stored("generate_batch_nano", bench_dir)
     if gb is not None:
         lines += [

@@ -140,7 +140,7 @@ def measure(n: int = 8000, golds: int = 400, seed: int = 0) -> dict:
     }
 
 
-def bench_main(n: int = 8000, suite: bool = False, save: bool = True) -> int:
+def bench_main(n: int = 8000, suite: bool = False, save: bool = True, cond: dict | None = None) -> int:
     """`deepmath bench grading`: the timing runs in a fresh interpreter, so caches start cold."""
     if n < 1:
         print(f"error: --n must be at least 1, got {n}", file=sys.stderr)
@@ -161,7 +161,7 @@ def bench_main(n: int = 8000, suite: bool = False, save: bool = True) -> int:
     if save:
         from . import save as store
 
-        print(f"saved {store('grading', res)}")
+        print(f"saved {store('grading', res, cond=cond)}")
     print(json.dumps(res))
     return 0
 

@@ -268,6 +268,7 @@ def bench_main(
     seq_n: int = 32,
     repeats: int = 3,
     in_flight: int | None = None,
+    cond: dict | None = None,
 ) -> int:
     in_flight = in_flight or 2 * slots
     if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
@@ -307,6 +308,6 @@ def bench_main(
         from . import save as store
 
         name = f"rollouts_{res['profile']}_{res['backend']}"
-        print(f"saved {store(name, res)}")
+        print(f"saved {store(name, res, cond=cond)}")
     print(json.dumps(res))
     return 0

@@ -121,7 +121,7 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_main(repeats: int = 30, save: bool = True) -> int:
+def bench_main(repeats: int = 30, save: bool = True, cond: dict | None = None) -> int:
     if repeats < 1:
         print(f"error: --repeats must be at least 1, got {repeats}", file=sys.stderr)
         return 2
@@ -130,6 +130,6 @@ def bench_main(repeats: int = 30, save: bool = True) -> int:
     if save:
         from . import save as store
 
-        print(f"saved {store('sandbox', res)}")
+        print(f"saved {store('sandbox', res, cond=cond)}")
     print(json.dumps(res))
     return 0

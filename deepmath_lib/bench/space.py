@@ -258,7 +258,7 @@ def measure() -> dict:
     }
 
 
-def bench_main(save: bool = True) -> int:
+def bench_main(save: bool = True, cond: dict | None = None) -> int:
     try:
         res = measure()
     except (RuntimeError, ImportError) as exc:  # e.g. the space extra (gradio_client) not installed
@@ -275,6 +275,6 @@ def bench_main(save: bool = True) -> int:
     if save:
         from . import save as store
 
-        print(f"saved {store('space', res)}")
+        print(f"saved {store('space', res, cond=cond)}")
     print(json.dumps(res))
     return 0

@@ -242,7 +242,8 @@ def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
 
 def _conditions(c: dict) -> str:
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
-    return f"{where}, load average {c.get('load_avg_1m')} at the start, {c.get('date')}"
+    when = " at the start" if c.get("load_taken") == "start" else ""  # records before 2026-12-01: at the end
+    return f"{where}, load average {c.get('load_avg_1m')}{when}, {c.get('date')}"
 
 
 EXECUTORS = {
@@ -387,8 +388,14 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
                     else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
                     "this backend's batches depend on timing"
                 )
-                + f") ran {r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} faster, "
-                f"so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here.",
+                + (
+                    f") ran {r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} "
+                    f"faster, so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here."
+                    if r["sandbox_share"] > 0
+                    else f") ran no faster ({r['presandboxed_model_tokens_per_s']:,.0f} against "
+                    f"{r['concurrent_model_tokens_per_s']:,.0f} model tokens/s): on this model the sandboxes' "
+                    "lifecycle is lost in the run-to-run noise."
+                ),
             ]
     gb = _stored("generate_batch_nano", bench_dir)
     if gb is not None:

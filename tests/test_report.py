@@ -98,6 +98,13 @@ def test_bench_block_renders_the_sandbox_share_only_when_stored(tmp_path):
     assert f"{rec['presandboxed_model_tokens_per_s']:,.0f} |" in block
     assert f"took {rec['sandbox_share']:.0%} of the loop's throughput" in block
     assert f"{rec['concurrent_sparse_seconds']:.2f} s of the run's" in block
+    slower = {**rec, "presandboxed_model_tokens_per_s": rec["concurrent_model_tokens_per_s"] - 1}
+    slower["sandbox_share"] = round(
+        1 - slower["concurrent_model_tokens_per_s"] / slower["presandboxed_model_tokens_per_s"], 3
+    )
+    (tmp_path / "rollouts_nano_transformers.json").write_text(json.dumps(slower))
+    block = bench_block(tmp_path)  # the run's noise larger than what the sandboxes cost: no negative share
+    assert "ran no faster" in block and "of the loop's throughput" not in block
     for key in [
         k for k in rec if k.startswith("presandboxed") or k in ("sandbox_share", "concurrent_sparse_seconds")
     ]:
@@ -140,3 +147,19 @@ def test_space_block_renders_the_stored_measurement_and_says_when_there_is_none(
     assert "load average 0.4" in block
     (tmp_path / "space.json").write_text(json.dumps({**record, "secret_leaked": True}))
     assert "**leaked**" in space_block(tmp_path)
+
+
+def test_conditions_say_at_the_start_only_when_taken_before_the_run(tmp_path):
+    import json
+
+    from deepmath_lib.bench import conditions, save
+    from deepmath_lib.report import _conditions
+
+    before = conditions()
+    save("early", {"x": 1}, tmp_path, cond=before)  # what `deepmath bench` does: taken before the run
+    save("late", {"x": 1}, tmp_path)  # taken now, at the end
+    early = json.loads((tmp_path / "early.json").read_text())["conditions"]
+    late = json.loads((tmp_path / "late.json").read_text())["conditions"]
+    assert early["load_taken"] == "start" and "load_taken" not in late
+    assert f"load average {before['load_avg_1m']} at the start," in _conditions(early)
+    assert "at the start" not in _conditions(late)

@@ -49,7 +49,8 @@ def save(name: str, result: dict, out_dir: str | Path | None = None, cond: dict 
 
     path = Path(out_dir or BENCH_DIR) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json({**result, "conditions": cond or conditions()}, path)
+    cond = {**cond, "load_taken": "start"} if cond else conditions()
+    return atomic_write_json({**result, "conditions": cond}, path)
 
 
 def load(name: str, out_dir: str | Path | None = None) -> dict:

@@ -242,7 +242,8 @@ def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
 
 def _conditions(c: dict) -> str:
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
-    when = " at the start" if c.get("load_taken") == "start" else ""  # records before 2026-12-01: at the end
+    # records without the mark had their conditions taken when the result was saved
+    when = " at the start" if c.get("load_taken") == "start" else ""
     return f"{where}, load average {c.get('load_avg_1m')}{when}, {c.get('date')}"
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from deepmath_lib.bench.space import (
     FAKE_SECRET,
+    answered,
+    bounded,
     free_port,
     http_status,
     run_load,
@@ -119,7 +121,7 @@ def test_load_hostile_and_normal_requests(app, nano_solved):
     (warm_problem, warm_answer), normal = nano_solved[0], nano_solved[1:13]
     warm = warm_up(client, warm_problem)
     updates = [trace for trace, _ in warm.outputs()]
-    assert f"**Answer: {warm_answer}**" in warm.outputs()[-1][1], warm.outputs()[-1]
+    assert answered(warm.outputs()[-1][1], warm_answer), warm.outputs()[-1]
     assert any("dm-code" in u and "dm-running" in u and "dm-output" not in u for u in updates), updates
     assert any("dm-output" in u and "dm-answer" not in u for u in updates), updates
 
@@ -129,11 +131,10 @@ def test_load_hostile_and_normal_requests(app, nano_solved):
     for kind, name, answer, first, second in load["results"]:
         assert FAKE_SECRET not in first + second, f"{name}: the secret leaked"
         if kind == "normal":
-            if f"**Answer: {answer}**" not in second:
+            if not answered(second, answer):
                 wrong.append((name, answer, second))
         else:  # an error or a timeout; only the escape to `os` may succeed, and it finds an empty environment
-            ended = second.startswith(("**Error**", "**Timed out**"))
-            assert ended or name == "environment secrets", (name, second)
+            assert bounded(second) or name == "environment secrets", (name, second)
             for leak in ("root:", "SOLVE_CONCURRENCY", "DEEPMATH_FAKE_SECRET", "HF_TOKEN", "HTTP/1.1"):
                 assert leak not in first, (name, leak, first)
     assert not wrong, wrong

@@ -121,6 +121,16 @@ def hostile_snippets(app_pid: int, port: int) -> dict[str, str]:
     }
 
 
+def answered(summary: str, answer: str) -> bool:
+    """Whether a /solve summary (space/app.py's `render_summary`) gives `answer`."""
+    return f"**Answer: {answer}**" in summary
+
+
+def bounded(status: str) -> bool:
+    """Whether a /sandbox status says the snippet ended in an error or a timeout (space/app.py's `run_snippet`)."""
+    return status.startswith(("**Error**", "**Timed out**"))
+
+
 def nano_solved(pool_size: int = 64) -> list[tuple[str, str]]:
     """(problem, answer) pairs that the nano weights the Space serves solve with a tool call under its greedy
     decoding. Found in-process with the library, so the load follows the weights when they are retrained."""
@@ -243,12 +253,9 @@ def measure() -> dict:
             stop_app(proc)
     results = load.pop("results")
     load["normal_answered"] = sum(
-        kind == "normal" and f"**Answer: {answer}**" in summary for kind, _, answer, _, summary in results
+        kind == "normal" and answered(summary, answer) for kind, _, answer, _, summary in results
     )
-    load["hostile_bounded"] = sum(
-        kind == "hostile" and summary.startswith(("**Error**", "**Timed out**"))
-        for kind, *_, summary in results
-    )
+    load["hostile_bounded"] = sum(kind == "hostile" and bounded(summary) for kind, *_, summary in results)
     load["secret_leaked"] = any(FAKE_SECRET in trace + summary for *_, trace, summary in results)
     return {
         "bench": "space",

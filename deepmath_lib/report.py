@@ -277,8 +277,8 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
         )
         g = t["accuracy_changed"]
         out.append(
-            f"**On the same {t['heldout_problems']} held-out problems, GRPO {acc} by {_points(d, lo, hi)} "
-            f"({g['gained']} problems gained, {g['lost']} lost; McNemar {_p(p)}) and {code} by "
+            f"**On the same {t['heldout_problems']} held-out problems, GRPO {acc}: {_points(d, lo, hi)} "
+            f"({g['gained']} problems gained, {g['lost']} lost; McNemar {_p(p)}), and {code}: "
             f"{_points(cd, clo, chi)} ({_p(cp)}).**"
         )
     items = []

@@ -320,7 +320,7 @@ def test_paired_diff_rejects_bad_input():
         paired_diff([1], [0], test="t")
 
 
-def _rec(config, pid, sample, correct, pred, model_tokens=10, total_tokens=12):
+def _prec(config, pid, sample, correct, pred, model_tokens=10, total_tokens=12):
     return {
         "dataset": "d",
         "config": config,
@@ -340,10 +340,10 @@ def test_compare_configs_pairs_problems_and_adjusts():
     recs = []
     for i in range(12):  # agent right on all 12, baseline on 2; two samples each, both alike
         for s in range(2):
-            recs.append(_rec("agent", f"p{i:02d}", s, True, "1", model_tokens=5, total_tokens=9))
+            recs.append(_prec("agent", f"p{i:02d}", s, True, "1", model_tokens=5, total_tokens=9))
             ok = i < 2
             recs.append(
-                _rec("baseline", f"p{i:02d}", s, ok, "1" if ok else "2", model_tokens=8, total_tokens=8)
+                _prec("baseline", f"p{i:02d}", s, ok, "1" if ok else "2", model_tokens=8, total_tokens=8)
             )
     t = compare_configs(recs)
     assert list(t.columns) == COMPARISON_COLUMNS
@@ -361,6 +361,6 @@ def test_compare_configs_pairs_problems_and_adjusts():
 def test_compare_configs_needs_shared_problems():
     from deepmath_lib.metrics import compare_configs
 
-    recs = [_rec("agent", "p1", 0, True, "1"), _rec("baseline", "p2", 0, True, "1")]
+    recs = [_prec("agent", "p1", 0, True, "1"), _prec("baseline", "p2", 0, True, "1")]
     with pytest.raises(ValueError, match="share no problem"):
         compare_configs(recs)

@@ -758,7 +758,7 @@ def train(
         "engine": engine_fingerprint(prof),  # the rollouts' and checks' generation engine
         # the same problems before and after: judged on the per-problem differences (stored in heldout_check.csv)
         **paired_check_fields(before["outcomes"], after["outcomes"]),
-        "paired_source": CHECK_FILE,
+        "paired_source": f"the check run in training ({CHECK_FILE})",
     }
     if write_summary:
         res = profile_results_dir(prof.name, results_root)

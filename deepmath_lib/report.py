@@ -208,7 +208,7 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
         lines += [
             "",
             f"GRPO's before/after check, paired on its {t['heldout_problems']} held-out problems "
-            f"(`train_summary.json`; outcomes per problem in `heldout_check.csv`, from {t['paired_source']}): "
+            f"(`train_summary.json`, outcomes per problem in `heldout_check.csv`; {t['paired_source']}): "
             f"accuracy {_points(t['accuracy_diff'], *t['accuracy_diff_ci'])} ({ga['gained']} problems gained, "
             f"{ga['lost']} lost; McNemar {_p(t['accuracy_diff_p'])}), code use "
             f"{_points(t['code_use_diff'], *t['code_use_diff_ci'])} ({gc['gained']} gained, {gc['lost']} lost; "

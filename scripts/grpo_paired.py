@@ -65,7 +65,10 @@ def main() -> int:
             samples_path(args.profile, args.from_samples, c, args.results_root).name
             for c in ("agent", "deepmath")
         ]
-        source = f"scripts/grpo_paired.py: the evaluation samples {files[0]} (before) and {files[1]} (after)"
+        source = (
+            f"`python scripts/grpo_paired.py --profile {args.profile} --from-samples {args.from_samples}` took "
+            f"them from the evaluation samples {files[0]} (before) and {files[1]} (after)"
+        )
     else:
         b, a = rerun_check(args.profile, args.before, args.after)
         before, after = b["outcomes"], a["outcomes"]
@@ -73,7 +76,10 @@ def main() -> int:
         names = [
             _where(split_weights(prof, w)[0]) for w in (args.before, args.after or prof.released_weights)
         ]
-        source = f"scripts/grpo_paired.py: the check rerun from {names[0]} (before) and {names[1]} (after)"
+        source = (
+            f"`python scripts/grpo_paired.py --profile {args.profile}` reran the check from {names[0]} (before) "
+            f"and {names[1]} (after)"
+        )
     n = len(before)
     acc = (sum(o["correct"] for o in before) / n, sum(o["correct"] for o in after) / n)
     code = (sum(o["code_use"] for o in before) / n, sum(o["code_use"] for o in after) / n)

@@ -167,7 +167,7 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
         f"Paired comparisons on the same {n} problems (`{COMPARISONS_FILE}`, written by `deepmath eval`): each "
         "difference is the first configuration minus the second, per problem, with a paired bootstrap 95% interval "
         f"(problems resampled as above); the {acc} p-values are exact McNemar tests"
-        + (", the mean@k ones sign-flip permutation tests" if k > 1 else "")
+        + (f", the mean@{k} ones sign-flip permutation tests" if k > 1 else "")
         + f", Holm-adjusted over the table's {len(df)} comparisons. Tokens: mean per trajectory.",
         "",
     ]

@@ -225,10 +225,12 @@ def run_config(
 
 
 def summarize(profile: str, results_root: str | Path | None = None, write: bool = True):
-    """Recompute `eval_summary.csv` and `maj_curve.csv` from every stored sample of the profile."""
+    """Recompute `eval_summary.csv`, `maj_curve.csv` and `comparisons.csv` (the paired comparisons of the
+    configurations, :func:`deepmath_lib.metrics.compare_configs`) from every stored sample of the profile; returns
+    (summary, curve)."""
     import pandas as pd
 
-    from .metrics import maj_curve, summarize_samples
+    from .metrics import compare_configs, maj_curve, summarize_samples
     from .results import profile_results_dir, read_records, write_eval_summary, write_summary
 
     root = profile_results_dir(profile, results_root)
@@ -241,7 +243,25 @@ def summarize(profile: str, results_root: str | Path | None = None, write: bool 
     if write:
         write_eval_summary(summary, profile, results_root)
         write_summary(curve, root / "maj_curve.csv")
+        write_summary(compare_configs(df), root / COMPARISONS_FILE)
     return summary, curve
+
+
+COMPARISONS_FILE = (
+    "comparisons.csv"  # one row per dataset and pair of configurations, beside eval_summary.csv
+)
+
+
+def load_comparisons(profile: str, results_root: str | Path | None = None):
+    """The profile's stored paired comparisons (`comparisons.csv`) as a DataFrame."""
+    import pandas as pd
+
+    from .results import profile_results_dir
+
+    path = profile_results_dir(profile, results_root) / COMPARISONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; run `deepmath eval --profile {profile}` first")
+    return pd.read_csv(path)
 
 
 def evaluate(

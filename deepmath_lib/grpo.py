@@ -445,8 +445,20 @@ def agent_check(
     failed = [t for t in trajs if t.finish_reason == "error"]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(trajs)} generations failed; the first: {failed[0].error}")
-    used = [float(t.n_calls_ok > 0) for t in trajs]
-    correct = [float(is_equivalent(str(p["answer"]), t.answer)) for p, t in zip(problems, trajs, strict=True)]
+    outcomes = [
+        {
+            "problem_id": str(p.get("id", i)),
+            "gold": str(p["answer"]),
+            "pred": t.answer,
+            "correct": int(is_equivalent(str(p["answer"]), t.answer)),
+            "code_use": int(t.n_calls_ok > 0),
+            "model_tokens": t.model_tokens,
+            "total_tokens": t.total_tokens,
+        }
+        for i, (p, t) in enumerate(zip(problems, trajs, strict=True))
+    ]
+    used = [float(o["code_use"]) for o in outcomes]
+    correct = [float(o["correct"]) for o in outcomes]
     lens = [t.model_tokens for t in trajs]
     return {
         "n": len(trajs),
@@ -455,8 +467,165 @@ def agent_check(
         "accuracy": sum(correct) / len(correct),
         "accuracy_ci": list(bootstrap_ci(correct)),
         "mean_model_tokens": sum(lens) / len(lens),
+        "outcomes": outcomes,  # one row per problem, in the order of `problems`
         "trajectories": trajs,
     }
+
+
+CHECK_COLUMNS = ["phase", "problem_id", "gold", "pred", "correct", "code_use", "model_tokens", "total_tokens"]
+CHECK_FILE = "heldout_check.csv"  # the before/after check's per-problem outcomes, beside train_summary.json
+
+
+def paired_check_fields(before: list[dict], after: list[dict], seed: int = 0) -> dict[str, Any]:
+    """The paired before/after figures of the held-out check from its per-problem outcomes (rows with
+    `problem_id`, `correct`, `code_use`, `model_tokens`): for accuracy and code use the difference after - before,
+    its paired bootstrap 95% interval and the exact McNemar p (plus how many problems changed each way); for model
+    tokens the difference of means, its interval and the sign-flip permutation p."""
+    from .metrics import paired_diff
+
+    b = {o["problem_id"]: o for o in before}
+    a = {o["problem_id"]: o for o in after}
+    if set(a) != set(b) or len(a) != len(after) or len(b) != len(before):
+        raise ValueError("the before and after checks must cover the same problems, each once")
+    ids = sorted(b)
+    fields: dict[str, Any] = {}
+    for key, name, test in (
+        ("correct", "accuracy", "mcnemar"),
+        ("code_use", "code_use", "mcnemar"),
+        ("model_tokens", "model_tokens", "sign_flip"),
+    ):
+        r = paired_diff(
+            [float(a[i][key]) for i in ids], [float(b[i][key]) for i in ids], test=test, seed=seed
+        )
+        digits = 1 if key == "model_tokens" else 4
+        fields[f"{name}_diff"] = round(r["diff"], digits)
+        fields[f"{name}_diff_ci"] = [round(x, digits) for x in r["ci"]]
+        fields[f"{name}_diff_p"] = float(f"{r['p']:.3g}")
+        if test == "mcnemar":  # a_only: right (used code) after only; b_only: before only
+            fields[f"{name}_changed"] = {"gained": r["a_only"], "lost": r["b_only"]}
+    fields["paired_tests"] = {
+        "accuracy": "exact McNemar",
+        "code_use": "exact McNemar",
+        "model_tokens": "sign-flip permutation, 10,000 seeded draws (smallest p: 1/10,001)",
+        "intervals": "paired percentile bootstrap over problems, 2,000 resamples, seed 0",
+    }
+    return fields
+
+
+def write_check_outcomes(before: list[dict], after: list[dict], path: str | Path) -> Path:
+    """Store the check's per-problem outcomes (`CHECK_COLUMNS`, before then after) as CSV."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CHECK_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for phase, rows in (("before", before), ("after", after)):
+            for o in rows:
+                writer.writerow({"phase": phase, **o})
+    return path
+
+
+def read_check_outcomes(path: str | Path) -> tuple[list[dict], list[dict]]:
+    """(before, after) per-problem outcomes from a file written by :func:`write_check_outcomes`."""
+    with Path(path).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = set(CHECK_COLUMNS) - set(rows[0] if rows else {})
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+    for r in rows:
+        for k in ("correct", "code_use", "model_tokens", "total_tokens"):
+            r[k] = int(r[k])
+    return [r for r in rows if r["phase"] == "before"], [r for r in rows if r["phase"] == "after"]
+
+
+def outcomes_from_samples(
+    profile: str, dataset: str, config: str, results_root: str | Path | None = None
+) -> list[dict]:
+    """Per-problem check outcomes from one evaluation samples file (one greedy sample per problem): for a profile
+    whose before/after check is the same run as its evaluation's +Agent and DeepMath rows (smol)."""
+    from .results import read_records, samples_path
+
+    path = samples_path(profile, dataset, config, results_root)
+    rows = [r for r in read_records(path) if r["config"] == config and r["dataset"] == dataset]
+    if not rows:
+        raise FileNotFoundError(f"no {dataset}/{config} samples in {path}")
+    if len({r["problem_id"] for r in rows}) != len(rows):
+        raise ValueError(f"{path}: more than one sample per problem; the check has one")
+    return [
+        {
+            "problem_id": str(r["problem_id"]),
+            "gold": r["gold"],
+            "pred": r["pred"],
+            "correct": int(bool(r["correct"])),
+            "code_use": int(r["n_calls_ok"] > 0),
+            "model_tokens": int(r["model_tokens"]),
+            "total_tokens": int(r["total_tokens"]),
+        }
+        for r in sorted(rows, key=lambda r: r["problem_id"])
+    ]
+
+
+def rerun_check(
+    profile: str | Profile,
+    before_weights: str | None = None,
+    after_weights: str | None = None,
+    heldout: int | None = None,
+    progress: bool = False,
+) -> tuple[dict, dict]:
+    """The before/after check again from saved weights, as `train` runs it: the held-out problems, the eval
+    sampling, the profile's seed and check batch, the policy loaded as for training. `before_weights` None: the base
+    model; `after_weights` None: the profile's released weights. Returns (before, after) as :func:`agent_check`."""
+    import torch
+
+    from .backends import TransformersBackend
+    from .models import load_model
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    after_weights = after_weights or prof.released_weights
+    if after_weights is None:
+        raise ValueError(f"{prof.name} has no released weights: pass the trained weights")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    held = heldout_problems(prof, heldout)
+    out = []
+    for when, weights in (("before", before_weights), ("after", after_weights)):
+        model, tok = load_model(prof, weights, device=device, training=True)
+        res = agent_check(
+            TransformersBackend(model, tok, prof.check_batch),
+            prof,
+            held,
+            seed=prof.seed,
+            progress=progress,
+            concurrency=prof.check_batch,
+        )
+        print(
+            f"  {when} ({weights or 'base model'}): code use {res['code_use_rate']:.1%}, accuracy "
+            f"{res['accuracy']:.1%}, {res['mean_model_tokens']:.1f} model tokens",
+            flush=True,
+        )
+        out.append(res)
+        del model
+    return out[0], out[1]
+
+
+def add_paired_fields(
+    profile: str,
+    before: list[dict],
+    after: list[dict],
+    source: str,
+    results_root: str | Path | None = None,
+) -> dict:
+    """Write the check's per-problem outcomes to `heldout_check.csv` and its paired figures into the profile's
+    existing `train_summary.json`, leaving every other field as it is; `source` says where the outcomes came
+    from. Returns the summary."""
+    res = profile_results_dir(profile, results_root)
+    path = res / "train_summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run `deepmath train --profile {profile}` first")
+    summary = json.loads(path.read_text())
+    summary.update(paired_check_fields(before, after), paired_source=source)
+    write_check_outcomes(before, after, res / CHECK_FILE)
+    atomic_write_json(summary, path)
+    return summary
 
 
 def _load_policy(profile: Profile, device: str):
@@ -587,11 +756,15 @@ def train(
         "prompts_per_step": prof.prompts_per_step,
         "model_dir": str(final),
         "engine": engine_fingerprint(prof),  # the rollouts' and checks' generation engine
+        # the same problems before and after: judged on the per-problem differences (stored in heldout_check.csv)
+        **paired_check_fields(before["outcomes"], after["outcomes"]),
+        "paired_source": f"the check run in training ({CHECK_FILE})",
     }
     if write_summary:
         res = profile_results_dir(prof.name, results_root)
         res.mkdir(parents=True, exist_ok=True)
         atomic_write_json(summary, res / "train_summary.json")
+        write_check_outcomes(before["outcomes"], after["outcomes"], res / CHECK_FILE)
         if (out / "train_metrics.csv").exists():
             shutil.copy(out / "train_metrics.csv", res / "train_metrics.csv")
         print(f"wrote {res / 'train_summary.json'}", flush=True)

@@ -226,3 +226,234 @@ def tool_call_hist(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
     )
     hist["count"] = hist["count"].astype(int)
     return hist
+
+
+# ----------------------------------------------------------------------------------------------- paired comparisons
+#
+# Every comparison this project makes is on the same problems (two configurations of one evaluation, or a model
+# before and after GRPO), so it is judged on the per-problem differences: a paired bootstrap interval (problems
+# resampled exactly as for the marginal intervals), an exact McNemar test for yes/no outcomes and a sign-flip
+# permutation test for graded ones (mean@k, token counts). Holm's step-down adjustment controls the family-wise error
+# over the comparisons of one table.
+
+# the pairs of the evaluation table, (a, b): each row reports a - b
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("deepmath", "agent"),
+    ("deepmath", "baseline"),
+    ("agent", "baseline"),
+    ("grpo", "baseline"),
+)
+EXACT_SIGN_FLIP_MAX = 16  # up to this many non-zero differences the sign-flip test enumerates all 2^m signs
+COMPARISON_COLUMNS = [
+    "dataset",
+    "a",
+    "b",
+    "k",
+    "n_problems",
+    # maj@k (greedy: correct or not), yes/no per problem: exact McNemar
+    "maj_a",
+    "maj_b",
+    "maj_diff",
+    "maj_diff_ci_low",
+    "maj_diff_ci_high",
+    "maj_a_only",  # problems only a got right
+    "maj_b_only",  # problems only b got right
+    "maj_p",
+    "maj_p_holm",
+    # mean@k (fraction of correct samples) per problem: sign-flip permutation test
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "mean_diff_ci_low",
+    "mean_diff_ci_high",
+    "mean_p",
+    "mean_p_holm",
+    # mean model tokens and mean total tokens (model + executor) per problem
+    "model_tokens_a",
+    "model_tokens_b",
+    "model_tokens_diff",
+    "model_tokens_diff_ci_low",
+    "model_tokens_diff_ci_high",
+    "model_tokens_p",
+    "total_tokens_a",
+    "total_tokens_b",
+    "total_tokens_diff",
+    "total_tokens_diff_ci_low",
+    "total_tokens_diff_ci_high",
+    "total_tokens_p",
+]
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pairs: ``a_only`` problems right under a only, ``b_only``
+    under b only. Under no difference each discordant pair goes either way with probability 1/2, so
+    ``p = min(1, 2 * P(X <= min(a_only, b_only)))`` for ``X ~ Binomial(a_only + b_only, 1/2)``; no discordant pair
+    gives 1. Exact integer arithmetic: 10 pairs all one way give exactly 2 / 2**10."""
+    if a_only < 0 or b_only < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {a_only} and {b_only}")
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(a_only, b_only) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def sign_flip_p(diffs: Sequence[float], n_perm: int = 10_000, seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p-value for a mean paired difference of zero.
+
+    Under no difference each problem's difference is as likely with either sign. With at most
+    ``EXACT_SIGN_FLIP_MAX`` non-zero differences all sign patterns are enumerated (exact); otherwise ``n_perm``
+    random patterns (seeded), counting the observed one, so p >= 1 / (n_perm + 1). Zero differences do not move the
+    statistic and are left out. No non-zero difference gives 1."""
+    d = np.asarray(list(diffs), dtype=float)
+    if np.isnan(d).any():
+        raise ValueError("sign_flip_p: differences contain NaN")
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    observed = abs(d.sum())
+    tol = 1e-9 * max(1.0, np.abs(d).sum())  # sums equal up to rounding count as extreme
+    if d.size <= EXACT_SIGN_FLIP_MAX:
+        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
+        return float((np.abs(signs @ d) >= observed - tol).mean())
+    rng = np.random.default_rng(seed)
+    hits = 0
+    chunk = max(1, 2_000_000 // d.size)
+    for start in range(0, n_perm, chunk):
+        signs = rng.choice((-1.0, 1.0), size=(min(chunk, n_perm - start), d.size))
+        hits += int((np.abs(signs @ d) >= observed - tol).sum())
+    return (hits + 1) / (n_perm + 1)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order: the i-th smallest of m is multiplied by m - i + 1,
+    then made monotone and capped at 1. NaN entries are left out of the family and stay NaN."""
+    p = np.asarray(list(pvalues), dtype=float)
+    out = np.full(p.size, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    if idx.size == 0:
+        return out.tolist()
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def paired_diff(
+    a: Sequence[float], b: Sequence[float], test: str = "sign_flip", seed: int = 0
+) -> dict[str, Any]:
+    """The paired comparison of two per-problem outcome lists (same problems, same order): ``diff`` = mean(a - b),
+    ``ci`` = percentile bootstrap 95% interval of it (problems resampled as in :func:`bootstrap_ci`, same seed), and
+    ``p`` from ``test``: ``"mcnemar"`` (0/1 outcomes; also returns the discordant counts ``a_only`` and ``b_only``)
+    or ``"sign_flip"``."""
+    x = np.asarray(list(a), dtype=float)
+    y = np.asarray(list(b), dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired outcomes need the same problems: {x.size} against {y.size}")
+    if x.size == 0:
+        raise ValueError("paired_diff: no problems")
+    d = x - y
+    out: dict[str, Any] = {"diff": float(d.mean()), "ci": bootstrap_ci(d, seed=seed)}
+    if test == "mcnemar":
+        if not np.isin(np.concatenate([x, y]), (0.0, 1.0)).all():
+            raise ValueError("the McNemar test needs yes/no (0/1) outcomes")
+        out["a_only"] = int(((x == 1) & (y == 0)).sum())
+        out["b_only"] = int(((x == 0) & (y == 1)).sum())
+        out["p"] = mcnemar_exact(out["a_only"], out["b_only"])
+    elif test == "sign_flip":
+        out["p"] = sign_flip_p(d, seed=seed)
+    else:
+        raise ValueError(f"unknown test {test!r}; choose 'mcnemar' or 'sign_flip'")
+    return out
+
+
+def per_problem_outcomes(records: list[dict] | pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """One row per (dataset, config, problem): ``maj`` (maj@k correct, 0/1; greedy: correct or not), ``mean``
+    (fraction of the first k samples correct), ``model_tokens`` and ``total_tokens`` (their means over those
+    samples) and ``k`` (samples used). Same sample selection as :func:`summarize_samples`; ungradeable rows are
+    left out."""
+    df = _frame(records)
+    kept, _ = _graded(df)
+    rows = []
+    for (dataset, config), g in kept.groupby(["dataset", "config"], sort=True):
+        by_problem = list(g.groupby("problem_id", sort=True))
+        k_group = k if k is not None else max(len(p) for _, p in by_problem)
+        for pid, p in by_problem:
+            head = p.iloc[: min(k_group, len(p))]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "config": config,
+                    "problem_id": pid,
+                    "k": len(head),
+                    "maj": float(_problem_majority_correct(head)),
+                    "mean": float(head["correct"].mean()),
+                    "model_tokens": _mean_col(head, "model_tokens"),
+                    "total_tokens": _mean_col(head, "total_tokens"),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["dataset", "config", "problem_id", "k", "maj", "mean", "model_tokens", "total_tokens"]
+    )
+
+
+def compare_configs(
+    records: list[dict] | pd.DataFrame,
+    pairs: Iterable[tuple[str, str]] = PAIRS,
+    k: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Paired comparisons, one row per dataset and pair ``(a, b)`` present in ``records``, columns
+    ``COMPARISON_COLUMNS``; each difference is a - b over the problems both configurations have.
+
+    maj@k: McNemar; mean@k and token counts: sign-flip permutation; all with paired bootstrap intervals. The
+    ``*_p_holm`` columns adjust ``maj_p`` and ``mean_p`` (each its own family) over all rows of the table."""
+    out = per_problem_outcomes(records, k)
+    rows = []
+    for dataset in sorted(out["dataset"].unique()):
+        d = out[out["dataset"] == dataset]
+        for a, b in pairs:
+            da = d[d["config"] == a].set_index("problem_id")
+            db = d[d["config"] == b].set_index("problem_id")
+            if da.empty or db.empty:
+                continue
+            common = da.index.intersection(db.index).sort_values()
+            if common.empty:
+                raise ValueError(
+                    f"{dataset}: {a} and {b} share no problem; a paired comparison needs the same ones"
+                )
+            da, db = da.loc[common], db.loc[common]
+            row: dict[str, Any] = {
+                "dataset": dataset,
+                "a": a,
+                "b": b,
+                "k": int(min(da["k"].min(), db["k"].min())),
+                "n_problems": len(common),
+            }
+            for metric, test in (
+                ("maj", "mcnemar"),
+                ("mean", "sign_flip"),
+                ("model_tokens", "sign_flip"),
+                ("total_tokens", "sign_flip"),
+            ):
+                r = paired_diff(da[metric], db[metric], test=test, seed=seed)
+                row.update(
+                    {
+                        f"{metric}_a": float(da[metric].mean()),
+                        f"{metric}_b": float(db[metric].mean()),
+                        f"{metric}_diff": r["diff"],
+                        f"{metric}_diff_ci_low": r["ci"][0],
+                        f"{metric}_diff_ci_high": r["ci"][1],
+                        f"{metric}_p": r["p"],
+                    }
+                )
+                if test == "mcnemar":
+                    row.update({f"{metric}_a_only": r["a_only"], f"{metric}_b_only": r["b_only"]})
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    for metric in ("maj", "mean"):
+        table[f"{metric}_p_holm"] = holm(table[f"{metric}_p"]) if len(table) else []
+    return table

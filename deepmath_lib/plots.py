@@ -78,6 +78,7 @@ FIGURE_FILES = {
     "reference": "original_vs_ours.png",
     "training": "training_curves.png",
     "sandbox": "sandbox_latency.png",
+    "comparisons": "comparisons.png",
 }
 
 
@@ -715,6 +716,64 @@ def plot_profiles(
         return _save(fig, out_dir, "profiles_side_by_side.png")
 
 
+def plot_comparisons(comparisons: pd.DataFrame, out_dir: str | Path) -> Path | None:
+    """The paired comparisons (``comparisons.csv``) side by side: the accuracy difference (maj@k; greedy: accuracy)
+    in points, the model-token and the total-token difference, each a - b per problem with its paired 95%
+    bootstrap interval; one row per pair (and dataset). Filled markers: the interval excludes 0."""
+    if comparisons is None or comparisons.empty:
+        return None
+    df = comparisons.reset_index(drop=True)
+    k = int(df.k.min())
+    many = df.dataset.nunique() > 1
+    labels = [
+        f"{config_label(r.a)} − {config_label(r.b)}" + (f"\n{dataset_short_label(r.dataset)}" if many else "")
+        for r in df.itertuples()
+    ]
+    panels = (
+        ("maj", 100, "accuracy" if k == 1 else f"maj@{k}", "difference (points)"),
+        ("model_tokens", 1, "model tokens", "difference (tokens per trajectory)"),
+        ("total_tokens", 1, "total tokens (model + executor)", "difference (tokens per trajectory)"),
+    )
+    y = list(range(len(df)))[::-1]
+    with _style():
+        fig = _figure(11.0, 1.2 + 0.55 * len(df))
+        axes = fig.subplots(1, len(panels), sharey=True)
+        for ax, (col, scale, title, xlabel) in zip(axes, panels, strict=True):
+            for yi, r in zip(y, df.itertuples(), strict=True):
+                d = scale * getattr(r, f"{col}_diff")
+                lo = scale * getattr(r, f"{col}_diff_ci_low")
+                hi = scale * getattr(r, f"{col}_diff_ci_high")
+                color = _color(r.a)
+                clear = lo > 0 or hi < 0
+                ax.errorbar(
+                    d,
+                    yi,
+                    xerr=[[d - lo], [hi - d]],
+                    fmt="o",
+                    color=color,
+                    mfc=color if clear else "white",
+                    ecolor=color,
+                    elinewidth=1.5,
+                    capsize=3,
+                )
+                ax.annotate(
+                    f"{d:+.1f}", (d, yi), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8
+                )
+            ax.axvline(0, color="#333333", lw=0.8)
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(-0.7, len(df) - 0.3)
+        axes[0].set_yticks(y)
+        axes[0].set_yticklabels(labels)
+        n = int(df.n_problems.min())
+        _title(
+            fig,
+            f"Paired differences on the same {n} problems, 95% bootstrap intervals",
+            "each row: first configuration minus second, per problem; filled: the interval excludes 0",
+        )
+        return _save(fig, out_dir, FIGURE_FILES["comparisons"])
+
+
 def make_all_figures(
     profile: str = "nano",
     results_root: str | Path | None = None,
@@ -723,7 +782,8 @@ def make_all_figures(
     """Draw every figure the results allow; returns the saved paths (in the order of ``FIGURE_FILES``).
 
     Reads ``<results_root>/<profile>/eval_summary.csv`` (required), ``samples/*.jsonl``, ``maj_curve.csv`` (else the
-    curve is computed from the samples with ``metrics.maj_curve``), ``train_metrics.csv`` and
+    curve is computed from the samples with ``metrics.maj_curve``), ``comparisons.csv`` (else computed from the samples
+    with ``metrics.compare_configs``), ``train_metrics.csv`` and
     ``<results_root>/bench/sandbox.json`` (``deepmath bench sandbox``). Raises FileNotFoundError when there is no
     eval summary. A figure that fails is reported and skipped.
     """
@@ -749,6 +809,11 @@ def make_all_figures(
         except Exception as exc:  # a figure is not worth failing the run for; say why
             print(f"figures: maj@k curve skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
     train = pd.read_csv(res / "train_metrics.csv") if (res / "train_metrics.csv").is_file() else None
+    comparisons = None
+    if (res / "comparisons.csv").is_file():
+        comparisons = pd.read_csv(res / "comparisons.csv")
+    elif records:  # results from before `deepmath eval` wrote comparisons.csv
+        comparisons = metrics.compare_configs(records)
     try:
         bench = load_bench("sandbox", res.parent / "bench")
     except FileNotFoundError:
@@ -773,6 +838,7 @@ def make_all_figures(
         ),
         ("training curves", lambda: plot_training_curves(train, out) if train is not None else None),
         ("sandbox latency", lambda: plot_sandbox_latency(bench, out) if bench is not None else None),
+        ("comparisons", lambda: plot_comparisons(comparisons, out) if comparisons is not None else None),
     ]
     saved: list[Path] = []
     for name, job in jobs:

@@ -123,6 +123,185 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     return "\n".join(lines)
 
 
+def _p(p: float, sampled: bool = False) -> str:
+    """A p-value for prose. `sampled`: from the sign-flip test's 10,000 seeded draws, whose smallest value
+    1/10,001 (no draw as extreme) is stated as a bound."""
+    if sampled and p <= 1.0001e-4:
+        return "p ≤ 0.0001"
+    if p < 0.001:
+        return f"p = {p:.1e}".replace("e-0", "e-")
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def _points(d: float, lo: float, hi: float) -> str:
+    return f"{100 * d:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _tokens(d: float, lo: float, hi: float) -> str:
+    return f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
+def _clear(d: float, lo: float, hi: float, p: float) -> bool:
+    """A difference the data show: its interval excludes 0 and its p is below 0.05."""
+    return (lo > 0 or hi < 0) and p < 0.05
+
+
+def _pair_label(a: str, b: str) -> str:
+    return f"{CONFIG_LABELS.get(a, a)} vs {CONFIG_LABELS.get(b, b)}"
+
+
+def comparisons_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+    """The paired comparisons of a profile's evaluation (comparisons.csv, written by `deepmath eval`) and of GRPO's
+    before/after check (the paired fields of train_summary.json)."""
+    import pandas as pd
+
+    from .evaluate import COMPARISONS_FILE
+    from .results import profile_results_dir
+
+    root = profile_results_dir(profile, results_root)
+    df = pd.read_csv(root / COMPARISONS_FILE)
+    k = int(df.k.min())
+    n = int(df.n_problems.min())
+    acc = "accuracy" if k == 1 else f"maj@{k}"
+    lines = [
+        f"Paired comparisons on the same {n} problems (`{COMPARISONS_FILE}`, written by `deepmath eval`): each "
+        "difference is the first configuration minus the second, per problem, with a paired bootstrap 95% interval "
+        f"(problems resampled as above); the {acc} p-values are exact McNemar tests"
+        + (f", the mean@{k} ones sign-flip permutation tests" if k > 1 else "")
+        + f", Holm-adjusted over the table's {len(df)} comparisons. Tokens: mean per trajectory.",
+        "",
+    ]
+    if k > 1:
+        lines += [
+            f"| comparison | {acc} difference [95% CI] | right only in the first / second | p (Holm) "
+            f"| mean@{k} difference [95% CI] | p (Holm) | model tokens [95% CI] | total tokens [95% CI] |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines += [
+            "| comparison | accuracy difference [95% CI] | right only in the first / second | p (Holm) "
+            "| model tokens [95% CI] | total tokens [95% CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+    for _, r in df.iterrows():
+        cells = [
+            _pair_label(r.a, r.b) + (f" ({r.dataset})" if df.dataset.nunique() > 1 else ""),
+            _points(r.maj_diff, r.maj_diff_ci_low, r.maj_diff_ci_high),
+            f"{int(r.maj_a_only)} / {int(r.maj_b_only)}",
+            _p(r.maj_p_holm).removeprefix("p = "),  # McNemar: exact
+        ]
+        if k > 1:
+            cells += [
+                _points(r.mean_diff, r.mean_diff_ci_low, r.mean_diff_ci_high),
+                # a sampled p at its floor is a bound, and so is its Holm adjustment
+                f"≤ {r.mean_p_holm:.4f}" if r.mean_p <= 1.0001e-4 else _p(r.mean_p_holm).removeprefix("p = "),
+            ]
+        cells += [
+            _tokens(r.model_tokens_diff, r.model_tokens_diff_ci_low, r.model_tokens_diff_ci_high),
+            _tokens(r.total_tokens_diff, r.total_tokens_diff_ci_low, r.total_tokens_diff_ci_high),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    train = root / "train_summary.json"
+    t = json.loads(train.read_text()) if train.is_file() else {}
+    if "accuracy_diff" in t:
+        ga, gc = t["accuracy_changed"], t["code_use_changed"]
+        lines += [
+            "",
+            f"GRPO's before/after check, paired on its {t['heldout_problems']} held-out problems "
+            f"(`train_summary.json`, outcomes per problem in `heldout_check.csv`; {t['paired_source']}): "
+            f"accuracy {_points(t['accuracy_diff'], *t['accuracy_diff_ci'])} ({ga['gained']} problems gained, "
+            f"{ga['lost']} lost; McNemar {_p(t['accuracy_diff_p'])}), code use "
+            f"{_points(t['code_use_diff'], *t['code_use_diff_ci'])} ({gc['gained']} gained, {gc['lost']} lost; "
+            f"{_p(t['code_use_diff_p'])}), model tokens {_tokens(t['model_tokens_diff'], *t['model_tokens_diff_ci'])} "
+            f"(sign-flip {_p(t['model_tokens_diff_p'], sampled=True)}).",
+        ]
+        stored = round(t["mean_model_tokens_after"] - t["mean_model_tokens_before"], 1)
+        if abs(stored - t["model_tokens_diff"]) > 0.05:  # the outcomes are not the check's own run
+            lines[-1] += (
+                f" The check itself, run in training, counted {t['mean_model_tokens_before']:.1f} → "
+                f"{t['mean_model_tokens_after']:.1f} model tokens ({stored:+.1f}): its accuracies and code use "
+                "match these samples, its lengths differ slightly."
+            )
+    return "\n".join(lines)
+
+
+def _row(df, a: str, b: str):
+    r = df[(df.a == a) & (df.b == b)]
+    return None if r.empty else r.iloc[0]
+
+
+def _acc_phrase(r, k: int) -> str:
+    """How two configurations' accuracies compare, in words and figures."""
+    acc = "accuracy" if k == 1 else f"maj@{k}"
+    d, lo, hi, p = r.maj_diff, r.maj_diff_ci_low, r.maj_diff_ci_high, r.maj_p_holm
+    fig = f"{acc} {_points(d, lo, hi)}, {_p(p)}"
+    if _clear(d, lo, hi, p):
+        return f"{'more' if d > 0 else 'less'} accurate ({fig})"
+    return f"no measurable accuracy difference ({fig})"
+
+
+def _len_phrase(r, col: str, what: str) -> str:
+    """How two configurations' lengths (`col`: model_tokens or total_tokens) compare."""
+    d, lo, hi, p = r[f"{col}_diff"], r[f"{col}_diff_ci_low"], r[f"{col}_diff_ci_high"], r[f"{col}_p"]
+    fig = f"{_tokens(d, lo, hi)}, {_p(p, sampled=True)}"
+    if _clear(d, lo, hi, p):
+        return f"{'longer' if d > 0 else 'shorter'} in {what} ({fig})"
+    return f"no measurable difference in {what} ({fig})"
+
+
+def conclusion_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+    """The profile's conclusions, stated from the paired comparisons: a difference counts when its interval
+    excludes 0 and its p (Holm-adjusted for accuracy) is below 0.05."""
+    import pandas as pd
+
+    from .evaluate import COMPARISONS_FILE
+    from .results import profile_results_dir
+
+    root = profile_results_dir(profile, results_root)
+    df = pd.read_csv(root / COMPARISONS_FILE)
+    k = int(df.k.min())
+    t = json.loads((root / "train_summary.json").read_text())
+    out = []
+    if "accuracy_diff" in t:
+        d, (lo, hi), p = t["accuracy_diff"], t["accuracy_diff_ci"], t["accuracy_diff_p"]
+        cd, (clo, chi), cp = t["code_use_diff"], t["code_use_diff_ci"], t["code_use_diff_p"]
+        acc = (
+            f"{'raised' if d > 0 else 'lowered'} {profile}'s accuracy"
+            if _clear(d, lo, hi, p)
+            else f"did not measurably change {profile}'s accuracy"
+        )
+        code = (
+            f"{'raised' if cd > 0 else 'lowered'} its code use"
+            if _clear(cd, clo, chi, cp)
+            else "did not measurably change its code use"
+        )
+        g = t["accuracy_changed"]
+        out.append(
+            f"**On the same {t['heldout_problems']} held-out problems, GRPO {acc}: {_points(d, lo, hi)} "
+            f"({g['gained']} problems gained, {g['lost']} lost; McNemar {_p(p)}), and {code}: "
+            f"{_points(cd, clo, chi)} ({_p(cp)}).**"
+        )
+    items = []
+    for a, b, what in (
+        ("agent", "baseline", "the tool alone"),
+        ("deepmath", "agent", "GRPO, with the tool"),
+        ("deepmath", "baseline", "both"),
+        ("grpo", "baseline", "GRPO, without the tool"),
+    ):
+        r = _row(df, a, b)
+        if r is None:
+            continue
+        items.append(
+            f"- {_pair_label(a, b)} ({what}): {_acc_phrase(r, k)}; {_len_phrase(r, 'model_tokens', 'model tokens')}; "
+            f"{_len_phrase(r, 'total_tokens', 'total tokens, executor output counted')}."
+        )
+    out.append(
+        "In the evaluation (the paired table above; a difference counts when its interval excludes 0 and its p, "
+        "Holm-adjusted for accuracy, sign-flip for length, is below 0.05):\n\n" + "\n".join(items)
+    )
+    return "\n\n".join(out)
+
+
 def smol_kinds_block(results_root: str | Path | None = None) -> str:
     """smol per problem kind on validation problems: what the untrained model reaches when it samples
     (scripts/smol_reach.py) beside greedy accuracy before and after GRPO (scripts/smol_by_kind.py)."""
@@ -495,6 +674,10 @@ BLOCKS = {
     "gpu": gpu_block,
     "results": results_block,
     "results_smol": lambda: results_block("smol"),
+    "comparisons": comparisons_block,
+    "comparisons_smol": lambda: comparisons_block("smol"),
+    "conclusion": conclusion_block,
+    "conclusion_smol": lambda: conclusion_block("smol"),
     "smol_kinds": smol_kinds_block,
     "nano_copy": nano_copy_block,
     "bench": bench_block,

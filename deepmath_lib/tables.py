@@ -186,3 +186,34 @@ def pick_example(records: list[dict] | pd.DataFrame) -> dict | None:
     keys = [c for c in ("_rank", "_len", "dataset", "problem_id", "sample") if c in df]
     best = df.sort_values(keys, kind="mergesort").iloc[0]
     return {k: v for k, v in best.items() if not str(k).startswith("_")}
+
+
+def paired_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The paired comparisons (``comparisons.csv``, ``metrics.compare_configs``) for reading: one row per dataset and
+    pair, each difference (first minus second) with its 95% interval, the problems only one side got right, and the
+    Holm-adjusted p-values (maj@k: McNemar; mean@k: sign-flip, shown only when k > 1)."""
+
+    def interval(r, col: str, scale: float, digits: int) -> str:
+        lo, hi = r[f"{col}_diff_ci_low"], r[f"{col}_diff_ci_high"]
+        return f"{scale * r[f'{col}_diff']:+.{digits}f} [{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]"
+
+    k = int(comparisons.k.min()) if len(comparisons) else 1
+    acc = "accuracy" if k == 1 else f"maj@{k}"
+    rows = []
+    for _, r in comparisons.iterrows():
+        row = {
+            "dataset": dataset_short_label(r.dataset),
+            "comparison": f"{config_label(r.a)} vs {config_label(r.b)}",
+            f"{acc} (points)": interval(r, "maj", 100, 1),
+            "right only in first / second": f"{int(r.maj_a_only)} / {int(r.maj_b_only)}",
+            "p (Holm)": f"{r.maj_p_holm:.2g}",
+        }
+        if k > 1:
+            row[f"mean@{k} (points)"] = interval(r, "mean", 100, 1)
+            # the sign-flip test samples 10,000 sign patterns: at its floor (none as extreme) p is a bound
+            floor = "≤ " if r.mean_p <= 1.0001e-4 else ""
+            row[f"mean@{k} p (Holm)"] = f"{floor}{r.mean_p_holm:.2g}"
+        row["model tokens"] = interval(r, "model_tokens", 1, 1)
+        row["total tokens"] = interval(r, "total_tokens", 1, 1)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -105,8 +105,8 @@ print("sampling:", prof.eval_sampling)
 # ## Run the four configurations
 # The base model runs Baseline and +Agent, then the trained model runs +GRPO and DeepMath. The table has one row
 # per dataset, configuration and k. What to look for: the tool configurations (agent, deepmath) should be
-# shorter and, on problems that need computing, more accurate; the interval columns tell whether a difference is
-# larger than the noise of so few problems.
+# shorter and, on problems that need computing, more accurate. Whether a difference between two rows is larger
+# than the noise is a question for the paired comparisons further down, not for two intervals side by side.
 
 # %%
 summary, curve = evaluate(prof, work_dir=work_dir, results_root=results_root, progress=progress)
@@ -133,6 +133,30 @@ side_by_side(summary, load_reference())
 # %%
 assert set(summary.config) == {"baseline", "agent", "grpo", "deepmath"}
 assert ((summary.maj_ci_low <= summary.maj_at_k) & (summary.maj_at_k <= summary.maj_ci_high)).all()
+
+# %% [markdown]
+# ## Paired comparisons: the same problems, problem by problem
+# Every configuration ran on the same problems, so two of them are compared on their per-problem differences: the
+# easy problems that both solve cancel out, which two separate intervals side by side ignore. `evaluate` wrote
+# these comparisons to `comparisons.csv` beside the summary, one row per dataset and pair (first minus second):
+# the accuracy difference with a paired 95% bootstrap interval, how many problems only one side got right, an exact
+# McNemar p-value (and for mean@k a sign-flip permutation p-value), Holm-adjusted over the table's comparisons,
+# and the differences in model and total tokens. What to look for: an interval that excludes 0 with a small p.
+
+# %%
+from IPython.display import Image, display
+
+from deepmath_lib.evaluate import load_comparisons
+from deepmath_lib.plots import plot_comparisons
+from deepmath_lib.tables import paired_table
+
+comparisons = load_comparisons(prof.name, results_root)
+display(paired_table(comparisons))
+Image(plot_comparisons(comparisons, figures_dir))
+
+# %%
+assert len(comparisons) == 4 * summary.dataset.nunique()
+assert comparisons.maj_p.between(0, 1).all() and (comparisons.maj_p_holm >= comparisons.maj_p).all()
 
 # %% [markdown]
 # ## Try this

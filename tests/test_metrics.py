@@ -230,3 +230,137 @@ def test_tool_call_hist():
     assert agent == {0: 3, 1: 4, 2: 1, 3: 1}
     base = dict(zip(h[h.config == "base"].n_calls, h[h.config == "base"]["count"], strict=True))
     assert base == {0: 6}
+
+
+# ----------------------------------------------------------------------------------------------- paired comparisons
+
+
+def test_mcnemar_ten_discordant_pairs_all_one_way():
+    from deepmath_lib.metrics import mcnemar_exact
+
+    assert mcnemar_exact(10, 0) == 2 / 2**10
+    assert mcnemar_exact(0, 10) == 2 / 2**10
+    assert mcnemar_exact(0, 0) == 1.0  # no discordant pair: no evidence either way
+    assert mcnemar_exact(3, 3) == 1.0  # capped at 1
+    # 21 gained, 1 lost (smol's before/after): 2 * (C(22,0) + C(22,1)) / 2^22
+    assert mcnemar_exact(21, 1) == pytest.approx(2 * 23 / 2**22, rel=1e-12)
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)
+
+
+def test_sign_flip_exact_on_a_small_case():
+    from deepmath_lib.metrics import sign_flip_p
+
+    # 8 sign patterns of (1, 2, 3): |sum| >= 6 only for all + and all -
+    assert sign_flip_p([1, 2, 3]) == 2 / 8
+    # (1, 1, -1, 3), observed sum 4: sign patterns give ±3 + (±1 ±1 ±1); |sum| >= 4 when the three 1s add to
+    # +1 or +3 with the 3's sign (4 of 8 patterns each way): 8 of 16
+    pats = list(itertools.product((1, -1), repeat=4))
+    d = (1, 1, -1, 3)
+    expected = sum(abs(sum(s * x for s, x in zip(p, d, strict=True))) >= 4 for p in pats) / 16
+    assert sign_flip_p(d) == expected == 0.5
+    assert sign_flip_p([0, 0, 2, 0]) == 1.0  # zeros drop out: one difference, either sign as extreme
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+
+
+def test_sign_flip_monte_carlo_is_seeded_and_bounded():
+    from deepmath_lib.metrics import sign_flip_p
+
+    d = [1.0] * 30  # all one way: exact p = 2 / 2^30; the sampled test can only say < 1 / (n + 1)
+    assert sign_flip_p(d, n_perm=999, seed=3) == 1 / 1000
+    mixed = [1, -1] * 15 + [0.5]
+    assert sign_flip_p(mixed, seed=1) == sign_flip_p(mixed, seed=1)
+    assert sign_flip_p(mixed) > 0.5
+
+
+def test_holm_on_a_known_example():
+    from deepmath_lib.metrics import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    out = holm([0.01, float("nan"), 0.02])  # NaN is not in the family
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([]) == []
+
+
+def test_paired_interval_narrower_than_unpaired_on_correlated_outcomes():
+    import numpy as np
+
+    from deepmath_lib.metrics import bootstrap_ci, paired_diff
+
+    rng = np.random.default_rng(0)
+    n = 200
+    b = (rng.random(n) < 0.5).astype(float)  # before: half right
+    a = b.copy()
+    flip = rng.choice(np.flatnonzero(b == 0), size=12, replace=False)
+    a[flip] = 1.0  # after: the same problems right, plus 12 more
+    r = paired_diff(a, b, test="mcnemar")
+    assert r["diff"] == pytest.approx(0.06)
+    assert (r["a_only"], r["b_only"]) == (12, 0)
+    assert r["p"] == 2 / 2**12
+    # unpaired: each configuration resampled on its own, the two intervals' means subtracted
+    boot = np.random.default_rng(0)
+    ia, ib = boot.integers(0, n, (2000, n)), boot.integers(0, n, (2000, n))
+    lo_u, hi_u = np.quantile(a[ia].mean(1) - b[ib].mean(1), [0.025, 0.975])
+    lo_p, hi_p = r["ci"]
+    assert lo_p > 0 and lo_u < 0  # paired: clearly positive; unpaired: cannot tell
+    assert (hi_p - lo_p) < 0.5 * (hi_u - lo_u)
+    assert r["ci"] == bootstrap_ci(a - b)  # resampled exactly like a marginal interval
+
+
+def test_paired_diff_rejects_bad_input():
+    from deepmath_lib.metrics import paired_diff
+
+    with pytest.raises(ValueError, match="same problems"):
+        paired_diff([1, 0], [1])
+    with pytest.raises(ValueError, match="yes/no"):
+        paired_diff([0.5, 1], [0, 1], test="mcnemar")
+    with pytest.raises(ValueError, match="unknown test"):
+        paired_diff([1], [0], test="t")
+
+
+def _prec(config, pid, sample, correct, pred, model_tokens=10, total_tokens=12):
+    return {
+        "dataset": "d",
+        "config": config,
+        "problem_id": pid,
+        "sample": sample,
+        "gold": "1",
+        "pred": pred,
+        "correct": correct,
+        "model_tokens": model_tokens,
+        "total_tokens": total_tokens,
+    }
+
+
+def test_compare_configs_pairs_problems_and_adjusts():
+    from deepmath_lib.metrics import COMPARISON_COLUMNS, compare_configs
+
+    recs = []
+    for i in range(12):  # agent right on all 12, baseline on 2; two samples each, both alike
+        for s in range(2):
+            recs.append(_prec("agent", f"p{i:02d}", s, True, "1", model_tokens=5, total_tokens=9))
+            ok = i < 2
+            recs.append(
+                _prec("baseline", f"p{i:02d}", s, ok, "1" if ok else "2", model_tokens=8, total_tokens=8)
+            )
+    t = compare_configs(recs)
+    assert list(t.columns) == COMPARISON_COLUMNS
+    assert len(t) == 1  # only agent vs baseline is present
+    r = t.iloc[0]
+    assert (r.a, r.b, r.k, r.n_problems) == ("agent", "baseline", 2, 12)
+    assert r.maj_diff == pytest.approx(10 / 12)
+    assert (r.maj_a_only, r.maj_b_only) == (10, 0)
+    assert r.maj_p == 2 / 2**10 and r.maj_p_holm == r.maj_p  # a family of one
+    assert r.mean_p == 2 / 2**10  # 10 non-zero differences of 1: exact sign-flip, same as McNemar here
+    assert r.model_tokens_diff == pytest.approx(-3) and r.total_tokens_diff == pytest.approx(1)
+    assert r.model_tokens_diff_ci_low == r.model_tokens_diff_ci_high == pytest.approx(-3)
+
+
+def test_compare_configs_needs_shared_problems():
+    from deepmath_lib.metrics import compare_configs
+
+    recs = [_prec("agent", "p1", 0, True, "1"), _prec("baseline", "p2", 0, True, "1")]
+    with pytest.raises(ValueError, match="share no problem"):
+        compare_configs(recs)

@@ -311,7 +311,9 @@ def evaluate(
 
     # one prompt for every configuration, loaded now: unreadable files stop the run before any model loads
     prof = prompt_for(prof, trained, prompt)
-    print(f"prompt: {prompt_record(prof)}", flush=True)
+    rec = prompt_record(prof)
+    if rec["prompt"] == "original":
+        print(f"prompt: the original's at {rec['commit']}, sha256 {rec['sha256'][:12]}", flush=True)
     for name, probs in loaded.items():
         print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
     t0 = time.time()

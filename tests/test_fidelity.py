@@ -219,6 +219,34 @@ def test_a_grpo_output_is_evaluated_with_the_prompt_it_trained_with(tmp_path):
         prompt_for(paper(), ckpt)
 
 
+def test_a_grpo_run_records_its_prompt_beside_its_weights(tmp_path):
+    """One nano GRPO step with the fixture's prompt: the run's folder and its final weights carry the record, so
+    evaluating them uses that prompt although nano's own is ours; the record leaves the weights' fingerprint alone."""
+    from deepmath_lib.evaluate import model_fingerprint
+    from deepmath_lib.grpo import train
+
+    prof = get_profile(
+        "nano",
+        quick=True,
+        prompt="original",
+        original_repo=str(FIXTURE),
+        prompts_per_step=2,
+        num_generations=2,
+    )
+    out = tmp_path / "grpo"
+    train(
+        prof, steps=1, output_dir=out, heldout=2, progress=False, write_summary=False, results_root=tmp_path
+    )
+    record = prompts.prompt_record(prof)
+    assert record["prompt"] == "original"
+    for folder in (out, out / "final"):
+        assert json.loads((folder / prompts.PROMPT_RECORD).read_text()) == record
+    assert prompt_for(get_profile("nano", original_repo=str(FIXTURE)), out / "final").prompt == "original"
+    fp = model_fingerprint(get_profile("nano"), out / "final")
+    (out / "final" / prompts.PROMPT_RECORD).unlink()
+    assert model_fingerprint(get_profile("nano"), out / "final") == fp
+
+
 # ------------------------------------------------------------------------------------------------ fingerprints
 
 
@@ -252,6 +280,19 @@ def test_code_reward_rules():
     assert get_profile("nano").code_reward == get_profile("smol").code_reward == "ran"
     with pytest.raises(ValueError, match="unknown code reward rule 'any'"):
         code_reward_for("any")
+
+
+def test_the_trainer_pays_code_use_by_the_profiles_rule(tmp_path):
+    from deepmath_lib.grpo import _load_policy, build_trainer
+
+    for rule, paid in (("ran", [0.0, 1.0]), ("called", [1.0, 1.0])):
+        prof = get_profile("nano", code_reward=rule, prompts_per_step=1, num_generations=2)
+        model, tok = _load_policy(prof, "cpu")
+        problems = [{"problem": "What is 1+1?", "answer": "2"}]
+        trainer = build_trainer(prof, model, tok, problems, tmp_path / rule, 1, progress=False)
+        code = trainer.reward_funcs[1]
+        assert code.__name__ == "code_reward"
+        assert code([None, None], n_calls_ok=[0, 1], n_calls_formed=[1, 1]) == paid
 
 
 def test_a_close_tag_without_an_open_one_is_not_a_well_formed_call():

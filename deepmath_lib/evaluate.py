@@ -98,15 +98,11 @@ def agent_fingerprint(profile: Profile) -> str:
         "call_open call_close output_template n_shots few_shot_as_turns system_prompt max_calls "
         "max_tokens_per_step max_output_chars sandbox_timeout sandbox_memory_mb"
     ).split()
-    parts: tuple = (
-        [getattr(profile, k) for k in keys],
-        prompts.SYSTEM_TEMPLATE,
-        prompts.COT_SUFFIX,
-        prompts.EXAMPLES,
+    text = repr(
+        ([getattr(profile, k) for k in keys], prompts.SYSTEM_TEMPLATE, prompts.COT_SUFFIX, prompts.EXAMPLES)
     )
     if profile.prompt != "ours":  # another prompt's record (its text's hash); ours keeps the id it always had
-        parts += (prompts.prompt_record(profile),)
-    text = repr(parts)
+        text += repr(prompts.prompt_record(profile))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

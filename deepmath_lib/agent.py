@@ -17,7 +17,7 @@ from typing import Any
 
 from .backends import Backend, Stop
 from .profiles import Profile, Sampling, get_profile
-from .prompts import build_messages
+from .prompts import build_messages, prompt_for
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Call:
     ok: bool
     timed_out: bool = False
     duration_s: float = 0.0
+    formed: bool = True  # written between both tags (False: a close tag with no open tag before it)
 
 
 @dataclass
@@ -55,6 +56,10 @@ class Trajectory:
     @property
     def n_calls_ok(self) -> int:
         return sum(c.ok for c in self.calls)
+
+    @property
+    def n_calls_formed(self) -> int:
+        return sum(c.formed for c in self.calls)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -185,7 +190,7 @@ async def run_trajectory(
             if sandbox is None:
                 sandbox = await starting
             if code is None:
-                call = Call(code="", output="error: code block has no opening tag", ok=False)
+                call = Call(code="", output="error: code block has no opening tag", ok=False, formed=False)
             else:
                 with backend.executing():
                     res = await asyncio.to_thread(sandbox.run, code)
@@ -465,12 +470,14 @@ def solve_main(
     model: str | None = None,
     backend: str | None = None,
     base_url: str | None = None,
+    prompt: str | None = None,
+    original_repo: str | None = None,
 ) -> int:
     """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
 
     `model`: a model folder or hub id, "base" for the profile's untrained model, or None for this repo's
     GRPO-trained model when one exists (else the base model). `backend`: transformers, vllm or openai (with
-    `base_url`)."""
+    `base_url`). `prompt`: ours or original (default: the one the weights recorded, else the profile's)."""
     import sys
 
     from rich.console import Console
@@ -484,10 +491,11 @@ def solve_main(
     from .models import check_weights_arg, describe_weights, trained_model_path
 
     try:
-        prof = get_profile(profile, backend=backend)
+        prof = get_profile(profile, backend=backend, original_repo=original_repo)
         path = None if model == "base" else model or trained_model_path(prof)
         if path is not None:
             check_weights_arg(path)
+        prof = prompt_for(prof, path, prompt)
         if prof.backend == "openai" and not base_url:
             raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
     except (ValueError, FileNotFoundError) as exc:

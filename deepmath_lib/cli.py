@@ -31,6 +31,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         model=args.model,
         backend=args.backend,
         base_url=args.base_url,
+        prompt=args.prompt,
+        original_repo=args.original_repo,
     )
 
 
@@ -53,6 +55,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         results_root=args.results_root,
         train_problems=args.train_problems,
         report_to=args.report_to,
+        prompt=args.prompt,
+        original_repo=args.original_repo,
     )
 
 
@@ -69,6 +73,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         results_root=args.results_root,
         backend=args.backend,
         base_url=args.base_url,
+        prompt=args.prompt,
+        original_repo=args.original_repo,
     )
 
 
@@ -143,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
                 "--base-url", default=None, help="openai backend: the server, e.g. http://127.0.0.1:8000/v1"
             )
 
+    def add_prompt(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--prompt",
+            choices=["ours", "original"],
+            default=None,
+            help="whose prompt: ours, or IntelLabs/DeepMath's read from its files (default: the one the trained "
+            "weights recorded, else the profile's; paper: original)",
+        )
+        p.add_argument(
+            "--original-repo",
+            default=None,
+            metavar="PATH",
+            help="local clone of IntelLabs/DeepMath for --prompt original (default: $DEEPMATH_ORIGINAL_REPO)",
+        )
+
     p = sub.add_parser("exec", help="run the Python snippet on stdin in a fresh sandbox")
     p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds (default 5)")
     p.add_argument("--json", action="store_true", help="print {stdout, error, timed_out, duration_s} as JSON")
@@ -162,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model folder or hub id, or 'base' for the untrained model (default: the GRPO-trained model if one exists)",
     )
     add_backend(p)
+    add_prompt(p)
     p.set_defaults(func=_cmd_solve)
 
     p = sub.add_parser("grade", help='JSONL {"gold", "pred"} on stdin -> same rows plus "equal" on stdout')
@@ -191,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--results-root", default=None, help="where train_summary.json goes (default data/results)"
     )
+    add_prompt(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")
@@ -213,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results-root", default=None, help="default data/results")
     add_backend(p)
+    add_prompt(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("figures", help="draw the figures from the results (notebook 05)")

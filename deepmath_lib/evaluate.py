@@ -35,6 +35,7 @@ def failure_limit(n_jobs: int) -> int:
 UNHASHED = (
     "build.json",
     "training_args.bin",
+    "prompt.json",  # the prompt GRPO trained with: it enters the samples' fingerprint as the prompt that ran
 )  # how the weights were made (timings, trainer args), not what they are
 
 
@@ -100,6 +101,8 @@ def agent_fingerprint(profile: Profile) -> str:
     text = repr(
         ([getattr(profile, k) for k in keys], prompts.SYSTEM_TEMPLATE, prompts.COT_SUFFIX, prompts.EXAMPLES)
     )
+    if profile.prompt != "ours":  # another prompt's record (its text's hash); ours keeps the id it always had
+        text += repr(prompts.prompt_record(profile))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -123,8 +126,10 @@ def engine_fingerprint(profile: Profile) -> str:
 
 def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -> dict:
     """What a samples file's `.meta.json` holds: the weights, whether the tool was on, the sampling, the seed, the
-    agent's prompt and limits, and the generation engine."""
+    agent's prompt and limits, and the generation engine; with a prompt other than ours, which one ran."""
     from dataclasses import asdict
+
+    from .prompts import prompt_record
 
     _, tool = CONFIGS[config]
     return {
@@ -134,6 +139,7 @@ def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -
         "seed": profile.seed,
         "agent": agent_fingerprint(profile),
         "engine": engine_fingerprint(profile),
+        **({} if profile.prompt == "ours" else {"prompt": prompt_record(profile)}),
     }
 
 
@@ -275,12 +281,14 @@ def evaluate(
     work_dir: str | Path | None = None,
     progress: bool = True,
     backend_kwargs: dict | None = None,
+    prompt: str | None = None,
 ):
     """Run (or resume) the evaluation and return (summary, maj-curve) DataFrames.
 
     Baseline / +Agent run the base model with no adapter; +GRPO / DeepMath run `trained_model` (a path or hub id),
-    else this repo's GRPO output, else the profile's released adapter. `backend_kwargs` reach `make_backend`
-    (e.g. `base_url` for the openai backend)."""
+    else this repo's GRPO output, else the profile's released adapter. Every configuration runs one prompt:
+    `prompt` when given, else the one a GRPO output recorded, else the profile's (paper: the original's, which the
+    released adapter trained with). `backend_kwargs` reach `make_backend` (e.g. `base_url` for the openai backend)."""
     from .backends import make_backend
     from .datasets import DatasetError, load_problems
 
@@ -315,6 +323,13 @@ def evaluate(
         )
     if needs_trained and trained_model is not None:
         check_weights_arg(str(trained_model))
+    from .prompts import prompt_for, prompt_record
+
+    # one prompt for every configuration, loaded now: unreadable files stop the run before any model loads
+    prof = prompt_for(prof, trained, prompt)
+    rec = prompt_record(prof)
+    if rec["prompt"] == "original":
+        print(f"prompt: the original's at {rec['commit']}, sha256 {rec['sha256'][:12]}", flush=True)
     for name, probs in loaded.items():
         print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
     t0 = time.time()
@@ -348,15 +363,25 @@ def eval_main(
     results_root: str | None = None,
     backend: str | None = None,
     base_url: str | None = None,
+    prompt: str | None = None,
+    original_repo: str | None = None,
 ) -> int:
     """`deepmath eval`: prints the summary table; errors name what was wrong."""
     from .datasets import DatasetError
 
     try:
-        prof = get_profile(profile, backend=backend)
+        prof = get_profile(profile, backend=backend, original_repo=original_repo)
         kwargs = {"base_url": base_url} if base_url else None
         summary, _ = evaluate(
-            prof, datasets, configs, samples, n_problems, trained_model, results_root, backend_kwargs=kwargs
+            prof,
+            datasets,
+            configs,
+            samples,
+            n_problems,
+            trained_model,
+            results_root,
+            backend_kwargs=kwargs,
+            prompt=prompt,
         )
     except (FileNotFoundError, ValueError, DatasetError, GenerationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)

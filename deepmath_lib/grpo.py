@@ -20,6 +20,7 @@ from .agent import prompt_ids_for, run_agent
 from .evaluate import engine_fingerprint
 from .paths import REPO_ROOT
 from .profiles import Profile, Sampling, get_profile
+from .prompts import PROMPT_RECORD, PromptUnavailable, check_prompt, prompt_record
 from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
 
 # ---------------------------------------------------------------- temperature schedule
@@ -212,6 +213,9 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
         problems = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         tok = trainer.processing_class
         ids = [prompt_ids_for(tok, p, profile, tool=True) for p in problems]
+        # TRL 0.17's rule, which the original ran: a prompt longer than max_prompt_length keeps its end
+        if profile.max_prompt_length:
+            ids = [i[-profile.max_prompt_length :] for i in ids]
         s = profile.train_sampling
         sampling = Sampling(trainer.temperature, s.top_p, s.top_k, s.max_model_tokens)
         model = getattr(backend, "model", None)
@@ -237,6 +241,7 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
             "pred": [t.answer for t in trajs],
             "n_calls": [len(t.calls) for t in trajs],
             "n_calls_ok": [t.n_calls_ok for t in trajs],
+            "n_calls_formed": [t.n_calls_formed for t in trajs],
             "finish_reason": [t.finish_reason for t in trajs],
             "model_tokens": [t.model_tokens for t in trajs],
         }
@@ -299,6 +304,7 @@ def grpo_config(
         gradient_accumulation_steps=accum,
         num_generations=profile.num_generations,
         learning_rate=profile.learning_rate,
+        optim=profile.optim,
         lr_scheduler_type=profile.lr_scheduler,
         warmup_steps=profile.warmup_ratio,  # a float in [0, 1) is a ratio of the run (transformers 5)
         weight_decay=profile.weight_decay,
@@ -308,6 +314,9 @@ def grpo_config(
         max_completion_length=profile.train_sampling.max_model_tokens,
         reward_weights=list(profile.reward_weights),
         beta=profile.beta,
+        sync_ref_model=profile.sync_ref_model,
+        ref_model_mixup_alpha=profile.ref_model_mixup_alpha,
+        ref_model_sync_steps=profile.ref_model_sync_steps,
         loss_type=profile.loss_type,
         epsilon_high=profile.epsilon_high,
         logging_steps=1,
@@ -379,7 +388,7 @@ def build_trainer(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from .rewards import accuracy_reward, code_reward
+    from .rewards import accuracy_reward, code_reward_for
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -403,7 +412,10 @@ def build_trainer(
         patch_vllm_cpu_linear()
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[_timed(accuracy_reward, clock, "reward"), _timed(code_reward, clock, "reward")],
+        reward_funcs=[
+            _timed(accuracy_reward, clock, "reward"),
+            _timed(code_reward_for(profile.code_reward), clock, "reward"),
+        ],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -658,6 +670,11 @@ def train(
     prof = get_profile(profile) if isinstance(profile, str) else profile
     steps = steps or prof.train_steps
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
+    # the prompt's files are read now: unreadable ones stop the run before it starts
+    record = prompt_record(prof)
+    if PartialState().is_main_process:  # beside the run's checkpoints, and with the final weights below
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, out / PROMPT_RECORD)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     main = PartialState().is_main_process  # the check, the metrics and the summary: once, on the main process
     use_vllm = prof.backend == "vllm"
@@ -708,6 +725,7 @@ def train(
     trainer.save_model(str(final))
     if main:
         tok.save_pretrained(str(final))
+        atomic_write_json(record, final / PROMPT_RECORD)  # evaluating these weights uses this prompt
     if use_vllm:
         trainer.vllm_generation.sync_weights()  # the last optimizer step's weights into the engine
         after = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "after")
@@ -784,6 +802,8 @@ def train_main(
     results_root: str | None = None,
     train_problems: int | None = None,
     report_to: str = "none",
+    prompt: str | None = None,
+    original_repo: str | None = None,
 ) -> int:
     """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
     `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`)."""
@@ -793,7 +813,18 @@ def train_main(
         if value is not None and value <= 0:
             print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
             return 2
-    prof = get_profile(profile, vllm_mode=vllm_mode, train_problems=train_problems)
+    prof = get_profile(
+        profile,
+        vllm_mode=vllm_mode,
+        train_problems=train_problems,
+        prompt=prompt,
+        original_repo=original_repo,
+    )
+    try:  # the prompt's files (an unknown prompt, unreadable files) before any model loads
+        check_prompt(prof)
+    except (PromptUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         summary = train(
             prof,

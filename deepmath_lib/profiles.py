@@ -61,6 +61,12 @@ class Profile:
     n_shots: int = 4  # solved examples in the prompt
     few_shot_as_turns: bool = False  # examples as prior chat turns (works for small chat models)
     system_prompt: bool = True
+    # "ours" (the instruction and solved examples in prompts.py) or "original": IntelLabs/DeepMath's own prompt,
+    # read at run time from `original_repo` (a clone; else $DEEPMATH_ORIGINAL_REPO) or downloaded at
+    # `original_commit` (a full 40-hex hash; else $DEEPMATH_ORIGINAL_COMMIT). Its text is never stored here.
+    prompt: str = "ours"
+    original_repo: str | None = None
+    original_commit: str | None = None  # None: $DEEPMATH_ORIGINAL_COMMIT, else prompts.ORIGINAL_COMMIT
     max_calls: int = 8
     max_tokens_per_step: int | None = None  # generated tokens between two calls (the original: 3,000)
     # sandbox
@@ -95,6 +101,16 @@ class Profile:
     temperature_end: float = 0.7
     temperature_steps: int = 1000
     reward_weights: tuple[float, float] = (0.1, 1.0)  # (accuracy, code use)
+    # code use pays 1.0 when "ran": a snippet ran without error; "called": any well-formed call, run or not
+    code_reward: str = "ran"
+    # GRPO prompts: None keeps them whole; N keeps a longer prompt's last N tokens (TRL 0.17's cut)
+    max_prompt_length: int | None = None
+    optim: str = "adamw_torch_fused"  # TRL's default optimizer
+    # reference-model sync (TR-DPO; TRL's `sync_ref_model`): off, or every `ref_model_sync_steps` steps
+    # ref = alpha * policy + (1 - alpha) * ref. TRL refuses it with LoRA. Defaults are TRL's.
+    sync_ref_model: bool = False
+    ref_model_mixup_alpha: float = 0.6
+    ref_model_sync_steps: int = 512
     beta: float = 0.0
     lora_r: int | None = None  # None: full fine-tune
     lora_alpha: int = 16
@@ -215,11 +231,12 @@ PROFILES: dict[str, Profile] = {
         backend="vllm",
         dtype="bfloat16",
         vllm_dtype="bfloat16",
-        max_model_len=32768,  # prompt (~2k) + 20k generated + executor output, with room to spare
+        max_model_len=50_000,  # the original's agent evaluation: prompt + 20k generated + executor output
         gpu_memory_utilization=0.9,  # eval: the engine owns the GPU
         vllm_enforce_eager=False,
         vllm_train_memory_utilization=0.35,  # colocate on one 80 GB GPU: 28 GB for vLLM, the rest for training
         n_shots=4,
+        prompt="original",  # IntelLabs/DeepMath's own prompt, read from its files at run time (README "Fidelity")
         max_calls=50,  # the original's agent: at most 50 steps
         max_tokens_per_step=3000,
         sandbox_timeout=20.0,
@@ -242,6 +259,11 @@ PROFILES: dict[str, Profile] = {
         epsilon_high=0.4,
         loss_type="bnpo",
         beta=0.04,  # TRL 0.17's default KL coefficient, which the original ran with
+        code_reward="called",  # the original's code_format_reward: any <tool_call>...</tool_call>
+        # the original's values; sync stays off: TRL 1.16 refuses it with LoRA, and under LoRA TRL 0.17 had no
+        # reference copy to sync (README "Fidelity")
+        ref_model_mixup_alpha=0.4,
+        ref_model_sync_steps=300,
         temperature_start=1.2,
         temperature_end=0.7,
         temperature_steps=1000,

@@ -434,6 +434,7 @@ def check_profile(args):
         save_steps=10_000,
         train_steps=args.steps,
         temperature_steps=max(args.steps, 1),
+        prompt="ours",  # the check runs offline; the original's prompt would need its files
     )
     if args.tiny:  # short prompts: the char-level tokenizer makes the 4-shot prompt ~1.6k tokens
         overrides.update(n_shots=0, system_prompt=False, prompts_per_step=2, num_generations=2)

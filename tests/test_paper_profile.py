@@ -37,6 +37,12 @@ ORIGINAL = {
     "reward_weights": (0.1, 1.0),
     "train_data": "fastragdev/openmathreasoning-tir",
     "eval_samples": 16,
+    "prompt": "original",  # its own prompt, read from its files at run time
+    "code_reward": "called",  # code_format_reward: any <tool_call>...</tool_call>
+    "optim": "adamw_torch_fused",
+    "ref_model_mixup_alpha": 0.4,
+    "ref_model_sync_steps": 300,
+    "max_model_len": 50_000,  # its agent evaluation's vLLM context
 }
 
 

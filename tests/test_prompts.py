@@ -19,7 +19,8 @@ def test_example_outputs_are_real(example):
 
 
 def test_messages_per_profile():
-    paper, smol, nano = get_profile("paper"), get_profile("smol"), get_profile("nano")
+    paper = get_profile("paper", prompt="ours")  # the original's prompt: tests/test_fidelity.py
+    smol, nano = get_profile("smol"), get_profile("nano")
     m = build_messages("What is 2+2?", paper)
     assert (
         m[0]["role"] == "system" and "<tool_call>" in m[0]["content"] and m[-1]["content"] == "What is 2+2?"

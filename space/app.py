@@ -292,7 +292,8 @@ def render_trace(
             body = body.strip("\n")
             spans = box_spans(body)
             if not boxed and answer and i == last_text:
-                found = list(re.finditer(rf"(?<![\w.])({re.escape(answer)})(?![\w])", body))
+                # standing alone: not inside a word or a longer number, nor an exponent or index (x^3, a_3)
+                found = list(re.finditer(rf"(?<![\w.^_])({re.escape(answer)})(?![\w^])", body))
                 spans = [found[-1].span(1)] if found else []
             esc = _marked(body, spans)
         else:

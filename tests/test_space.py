@@ -137,7 +137,6 @@ def test_browser_says_how_each_answer_and_block_fared_and_what_each_model_knows(
             expect(summary).to_contain_text(NOT_BOXED)
             expect(summary).to_contain_text("smol is SmolLM2-135M-Instruct as released, not trained here")
             expect(summary).to_contain_text("often wrong")
-            expect(page.locator(".dm-answer")).to_have_count(1)  # the number it was read from, highlighted
 
             problem = "Write a long Python class for a bank account with deposit, withdraw and balance methods, with docstrings."
             solve(problem, "smol")

@@ -44,6 +44,11 @@ def test_a_stated_answer_is_set_apart_in_the_last_prose_block_only(app):
     assert 'class="dm-answer"' not in app.render_trace(_trace("The answer is 56211."), prof)
     assert 'class="dm-answer"' not in app.render_trace(_trace("The answer is 56211."), prof, answer="211")
     assert 'class="dm-answer"' not in app.render_trace(_trace("It is fifty thousand."), prof, answer="56211")
+    # an exponent is not a stated answer: smol's "x^3 + 2x is 3x^2." read as 3 marks nothing
+    assert 'class="dm-answer"' not in app.render_trace(
+        "The derivative of x^3 + 2x is 3x^2.", prof, answer="3"
+    )
+    assert '">3</b>.' in app.render_trace("So x^2 is 9 and x is 3.", prof, answer="3")
 
 
 def test_a_box_with_nested_braces_is_set_apart_whole(app):

@@ -111,6 +111,19 @@ def _boxes(text: str) -> list[tuple[int, int, str]] | None:
     return out
 
 
+def box_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each outermost ``\\boxed{...}`` (or ``\\fbox{``) in a text, nested braces included, for
+    highlighting; a marker whose braces never close is left out."""
+    spans: list[tuple[int, int]] = []
+    for m in _BOX_RE.finditer(text):
+        if spans and m.start() < spans[-1][1]:  # a box inside a box
+            continue
+        close = _match_brace(text, m.end() - 1)
+        if close is not None:
+            spans.append((m.start(), close + 1))
+    return spans
+
+
 def extract_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\boxed {``, ``\\fbox{``), nested braces included.
 

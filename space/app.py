@@ -13,11 +13,16 @@ Anyone can reach a Space, so it is written as a public server:
 - each request has a token budget (the profile's, capped) and a time budget, checked between model segments;
 - models load on first use, so the server answers within seconds of starting; one backend per (profile, weights)
   stays in memory, and all requests for it share one event loop, so concurrent visitors are batched together.
+
+The models: nano with its GRPO-trained weights, smol untrained, and smol with its GRPO adapter when one is found
+(`smol_adapter`: a local training run's, or one shipped under `deepmath_lib/weights/smol-grpo`). Under each answer a
+line says which kinds of problem the model was trained on, read from its training data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import os
 import re
@@ -31,13 +36,16 @@ import gradio as gr  # noqa: E402
 
 from deepmath_lib.agent import default_sandbox_factory, prompt_ids_for, run_trajectory, trace_parts  # noqa: E402
 from deepmath_lib.backends import make_backend  # noqa: E402
+from deepmath_lib.grading import box_spans, final_boxes  # noqa: E402
 from deepmath_lib.models import describe_weights, trained_model_path  # noqa: E402
+from deepmath_lib.nano import generate_problems  # noqa: E402
+from deepmath_lib.nano.problems import KINDS  # noqa: E402
 from deepmath_lib.paths import REPO_ROOT  # noqa: E402
-from deepmath_lib.profiles import Sampling, get_profile  # noqa: E402
+from deepmath_lib.profiles import SHIPPED_WEIGHTS, Sampling, get_profile  # noqa: E402
+from deepmath_lib.prompts import EXAMPLES as SOLVED_EXAMPLES  # noqa: E402
 from deepmath_lib.sandbox import Sandbox, truncate  # noqa: E402
 
 # ------------------------------------------------------------------ budgets (sized for 2 vCPU / 16 GB)
-PROFILES = ("nano", "smol")
 SOLVE_CONCURRENCY = 4  # agent requests at once; they share one batched model call per round
 SANDBOX_CONCURRENCY = 2  # visitor snippets at once (each is a worker process of at most SNIPPET_MEMORY_MB)
 MAX_QUEUE = 64  # requests waiting beyond that are turned away ("queue full") instead of piling up
@@ -77,6 +85,74 @@ def _writable_cache() -> None:
 _writable_cache()
 
 
+# ------------------------------------------------------------------ the models on offer
+SMOL_GRPO = "smol + GRPO"
+
+
+def smol_adapter() -> str | None:
+    """smol's GRPO-trained LoRA adapter, if this copy has one: a local training run's (`trained_model_path`), else
+    one shipped with the package (`deepmath_lib/weights/smol-grpo`); None when there is none."""
+    path = trained_model_path(get_profile("smol"))
+    if path is None and (SHIPPED_WEIGHTS / "smol-grpo" / "adapter_config.json").is_file():
+        path = str(SHIPPED_WEIGHTS / "smol-grpo")
+    return path
+
+
+def model_choices() -> dict[str, tuple[str, str | None]]:
+    """The models on offer, by the name the page shows: (profile name, weights path or None for the base model).
+    nano: its trained weights (shipped with the package); smol: untrained; smol + GRPO: only with an adapter."""
+    choices = {"nano": ("nano", trained_model_path(get_profile("nano"))), "smol": ("smol", None)}
+    adapter = smol_adapter()
+    if adapter is not None:
+        choices[SMOL_GRPO] = ("smol", adapter)
+    return choices
+
+
+MODEL_CHOICES = model_choices()
+
+
+@functools.lru_cache(maxsize=4)
+def _kind_examples(source: str) -> tuple[str, ...]:
+    """One problem of each kind in a training source, in the generator's order (only the nano generator has
+    kinds; any other source gives none)."""
+    if source != "nano":
+        return ()
+    first: dict[str, str] = {}
+    for p in generate_problems(20 * len(KINDS), split="train", seed=0):
+        first.setdefault(p["kind"], p["problem"])
+    return tuple(first[k] for k in KINDS if k in first)
+
+
+def _model_name(profile) -> str:
+    """A model's own name: smol's GGUF file names it (SmolLM2-135M-Instruct); otherwise the profile's model."""
+    return profile.gguf_file.split(".")[0] if profile.gguf_file else profile.model
+
+
+def _md_escape(text: str) -> str:
+    """Text shown literally in Markdown (a product such as 248*365 must not start emphasis)."""
+    return re.sub(r"([\\`*_\[\]<>])", r"\\\1", text)
+
+
+def knowledge_note(choice: str) -> str:
+    """One line on what the model behind `choice` was trained on, and that answers outside it are often wrong."""
+    profile_name, path = MODEL_CHOICES[choice]
+    profile = get_profile(profile_name)
+    if path is None:
+        shots = " · ".join(ex.problem for ex in SOLVED_EXAMPLES[: profile.n_shots])
+        return (
+            f"{choice} is {_model_name(profile)} as released, not trained here. Before each problem it sees "
+            f"{profile.n_shots} solved examples ({shots}). Its answers are often wrong, above all for problems "
+            "unlike those."
+        )
+    examples = _kind_examples(profile.train_data)
+    if not examples:
+        return f"{choice} was trained on {profile.train_data}. Answers to other problems are often wrong."
+    return (
+        f"{choice} was trained on {len(examples)} kinds of problem only, one of each: {' · '.join(examples)} "
+        "Answers to other kinds of problem are often wrong."
+    )
+
+
 # ------------------------------------------------------------------ models and the shared agent loop
 class _Models:
     """One backend per (profile, weights), loaded on first use; a second request for a model that is loading
@@ -87,17 +163,15 @@ class _Models:
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._backends: dict[tuple, object] = {}
 
-    def get(self, profile):
-        """(backend, weights path or None) for the profile's trained weights (`trained_model_path`: nano's shipped
-        GRPO weights, or a local run's; smol: a local run's adapter, else its untrained base model)."""
-        path = trained_model_path(profile)
+    def get(self, profile, path: str | None):
+        """The backend for a profile with these weights (None: its base model)."""
         key = (profile.name, path)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             if key not in self._backends:
                 self._backends[key] = make_backend(profile, model_path=path)
-        return self._backends[key], path
+        return self._backends[key]
 
 
 MODELS = _Models()
@@ -153,7 +227,13 @@ _STYLE = {
     "code": "color:#1f3b8f;background:#eef4ff;border-left:4px solid #4a6fd8",
     "output": "color:#1d5c10;background:#f0faec;border-left:4px solid #3a9a23",
 }
-_LABEL = {"code": "python · runs in the sandbox", "output": "output"}
+_LABEL = {
+    "code": "python · runs in the sandbox",
+    "ran": "python · ran in the sandbox",
+    "unclosed": "python · never closed, so not run",
+    "unrun": "python · not run (the model had used its calls)",
+    "output": "output",
+}
 
 
 def _strip_tags(kind: str, part: str, profile) -> str:
@@ -169,30 +249,64 @@ def _strip_tags(kind: str, part: str, profile) -> str:
     return body.strip("\n")
 
 
-_MARK = r'<b class="dm-answer" style="background:#fff3b0">\1</b>'
+_MARK_OPEN, _MARK_CLOSE = '<b class="dm-answer" style="background:#fff3b0">', "</b>"
 
 
-def render_trace(text: str, profile, running: bool = False, answer: str | None = None) -> str:
-    """HTML for a (partial) trajectory text: the model's prose, each code block and each output block apart. The
-    answer is set apart: every `\\boxed{...}`, or when the prose has none (a trained model's short "The answer is
-    56211."), the last place the final `answer` appears in the last prose block."""
-    parts = [(k, _strip_tags(k, p, profile)) for k, p in trace_parts(text, profile)]
-    parts = [(k, b) for k, b in parts if k != "text" or b.strip()]
-    last_text = max((i for i, (k, _) in enumerate(parts) if k == "text"), default=-1)
-    boxed = any(k == "text" and "\\boxed{" in b for k, b in parts)
+def _marked(text: str, spans: list[tuple[int, int]]) -> str:
+    """HTML of a text with the given character spans set apart as the answer."""
+    out, pos = [], 0
+    for a, b in spans:
+        out += [html.escape(text[pos:a]), _MARK_OPEN, html.escape(text[a:b]), _MARK_CLOSE]
+        pos = b
+    return "".join(out) + html.escape(text[pos:])
+
+
+def _code_state(part: str, following: str | None, profile, done: bool) -> str:
+    """How a code block fared: "ran" (its output block follows), "unclosed" (the model never closed it, so it was
+    not run), "unrun" (closed, but the trajectory ended without running it: the call limit) or "code" (it is
+    about to run)."""
+    if not part.rstrip("\n").endswith(profile.call_close):
+        return "unclosed"
+    if following == "output":
+        return "ran"
+    return "unrun" if done else "code"
+
+
+def render_trace(
+    text: str, profile, running: bool = False, answer: str | None = None, done: bool = False
+) -> str:
+    """HTML for a (partial) trajectory text: the model's prose, each code block and each output block apart. Each
+    code block says whether it ran; once the trajectory is `done`, one it never closed or never ran says so. The
+    answer is set apart: every `\\boxed{...}` (braces matched), or when the prose has none (a trained model's short
+    "The answer is 56211."), the last place the final `answer` appears in the last prose block."""
+    raw = trace_parts(text, profile)
+    kinds = [k for k, _ in raw]
+    parts = [(k, _strip_tags(k, p, profile), p) for k, p in raw]
+    keep = [i for i, (k, b, _) in enumerate(parts) if k != "text" or b.strip()]
+    last_text = max((i for i in keep if kinds[i] == "text"), default=-1)
+    boxed = any(kinds[i] == "text" and box_spans(parts[i][1]) for i in keep)
     blocks = []
-    for i, (kind, body) in enumerate(parts):
-        esc = html.escape(body.strip("\n") if kind == "text" else body)
+    for i in keep:
+        kind, body, part = parts[i]
         if kind == "text":
-            esc = re.sub(r"(\\boxed\{[^}]*\})", _MARK, esc)
+            body = body.strip("\n")
+            spans = box_spans(body)
             if not boxed and answer and i == last_text:
-                found = list(re.finditer(rf"(?<![\w.])({re.escape(html.escape(answer))})(?![\w])", esc))
-                if found:
-                    m = found[-1]
-                    esc = esc[: m.start()] + m.expand(_MARK) + esc[m.end() :]
-        label = f'<div style="font:11px sans-serif;color:#667">{_LABEL[kind]}</div>' if kind in _LABEL else ""
+                # standing alone: not inside a word or a longer number, nor an exponent or index (x^3, a_3)
+                found = list(re.finditer(rf"(?<![\w.^_])({re.escape(answer)})(?![\w^])", body))
+                spans = [found[-1].span(1)] if found else []
+            esc = _marked(body, spans)
+        else:
+            esc = html.escape(body)
+        state = kind
+        if kind == "code":
+            state = _code_state(part, kinds[i + 1] if i + 1 < len(kinds) else None, profile, done)
+        label = (
+            f'<div style="font:11px sans-serif;color:#667">{_LABEL[state]}</div>' if state in _LABEL else ""
+        )
+        cls = f"dm-{kind}" + (" dm-notrun" if state in ("unclosed", "unrun") else "")
         blocks.append(
-            f'<div class="dm-{kind}" style="{_STYLE[kind]};margin:6px 0;padding:4px 8px">{label}'
+            f'<div class="{cls}" style="{_STYLE[kind]};margin:6px 0;padding:4px 8px">{label}'
             f'<pre style="white-space:pre-wrap;margin:0;font:13px/1.4 monospace;color:inherit;'
             f'background:transparent">{esc}</pre></div>'
         )
@@ -203,9 +317,14 @@ def render_trace(text: str, profile, running: bool = False, answer: str | None =
     return f'<div class="dm-trace">{"".join(blocks)}</div>'
 
 
-def render_summary(traj, weights: str, profile_name: str, tool: bool) -> str:
-    """Markdown: the answer, the tool calls, how the trajectory ended, and which weights produced it."""
-    if traj.answer is not None:
+def render_summary(traj, weights: str, choice: str, tool: bool) -> str:
+    """Markdown: the answer (and whether the model boxed it or it was read from the text), the tool calls, how the
+    trajectory ended, what the model was trained on, and which weights produced it."""
+    profile = get_profile(MODEL_CHOICES[choice][0])
+    prose = "".join(part for kind, part in trace_parts(traj.text, profile) if kind == "text")
+    if traj.answer is not None and final_boxes(prose) is None:
+        head = f"**Answer: {traj.answer}** (not boxed by the model: read from its text)"
+    elif traj.answer is not None:
         head = f"**Answer: {traj.answer}**"
     elif traj.error:
         head = f"**No answer** ({traj.error})"
@@ -214,12 +333,13 @@ def render_summary(traj, weights: str, profile_name: str, tool: bool) -> str:
     calls = f"{len(traj.calls)} tool call{'s' if len(traj.calls) != 1 else ''} ({traj.n_calls_ok} ok)"
     return (
         f"{head} · {calls} · finish: {traj.finish_reason} · {traj.model_tokens} model tokens\n\n"
-        f"Weights: {weights} · profile {profile_name} · tool {'on' if tool else 'off'}"
+        f"{_md_escape(knowledge_note(choice))}\n\n"
+        f"Weights: {weights} · model {choice} · tool {'on' if tool else 'off'}"
     )
 
 
 # ------------------------------------------------------------------ handlers
-async def solve(problem: str, profile_name: str, tool: bool):
+async def solve(problem: str, choice: str, tool: bool):
     """Stream one agent trajectory: yields (trace HTML, summary Markdown) after each model segment and each
     executed snippet, then the final trace, answer, call count and weights."""
     problem = (problem or "").strip()
@@ -229,17 +349,18 @@ async def solve(problem: str, profile_name: str, tool: bool):
     if len(problem) > MAX_PROBLEM_CHARS:
         yield "", f"The problem is longer than {MAX_PROBLEM_CHARS} characters."
         return
-    if profile_name not in PROFILES:
-        yield "", f"Choose one of {', '.join(PROFILES)}."
+    if choice not in MODEL_CHOICES:
+        yield "", f"Choose one of {', '.join(MODEL_CHOICES)}."
         return
     tool = bool(tool)
+    profile_name, path = MODEL_CHOICES[choice]
     profile = get_profile(profile_name)
     note = " (the first use converts its GGUF once, about a minute)" if profile.gguf_file else ""
-    yield "", f"Loading the {profile_name} model{note}…"
+    yield "", f"Loading the {choice} model{note}…"
     try:
-        backend, path = await asyncio.to_thread(MODELS.get, profile)
+        backend = await asyncio.to_thread(MODELS.get, profile, path)
     except Exception as exc:  # e.g. smol's GGUF could not be fetched
-        yield "", f"Could not load the {profile_name} model ({type(exc).__name__}: {str(exc)[:300]})"
+        yield "", f"Could not load the {choice} model ({type(exc).__name__}: {str(exc)[:300]})"
         return
     weights = describe_weights(profile, path)
     budget = min(profile.eval_sampling.max_model_tokens, MAX_MODEL_TOKENS)
@@ -283,8 +404,8 @@ async def solve(problem: str, profile_name: str, tool: bool):
     finally:
         tap.stopped = True  # a visitor who left stops the trajectory at its next segment
     yield (
-        render_trace(traj.text, profile, answer=traj.answer),
-        render_summary(traj, weights, profile_name, tool),
+        render_trace(traj.text, profile, answer=traj.answer, done=True),
+        render_summary(traj, weights, choice, tool),
     )
 
 
@@ -312,22 +433,39 @@ def run_snippet(code: str):
 
 
 # ------------------------------------------------------------------ the page
-INTRO = """# DeepMath, small
-A language model solves a math problem by writing short Python snippets; a sandbox runs them and the output goes
-back into the model's context before it answers. **nano** is a tiny model (0.68M parameters) that the deepmath-nb
-repository builds and trains on a CPU in minutes (warm-start SFT, then GRPO); **smol** is SmolLM2-135M-Instruct shown
-three solved examples (untrained here, unless this copy of the repository has trained it: each answer names the weights
-that gave it). Code blocks are blue, their output green, the answer highlighted. Decoding is greedy."""
+def intro() -> str:
+    """The page's introduction, in plain sentences; it names the models on offer."""
+    smol = get_profile("smol")
+    if SMOL_GRPO in MODEL_CHOICES:
+        smol_line = (
+            f"**{SMOL_GRPO}** is the same model with a small adapter that GRPO trained in the deepmath-nb "
+            "repository, so you can compare the two."
+        )
+    else:
+        smol_line = (
+            "This copy of the repository has no GRPO-trained adapter for smol, so smol is shown untrained."
+        )
+    return f"""# DeepMath, small
+Type a math problem and press Solve. A small language model works on it and may write a short Python snippet. The
+snippet runs in a sandbox, and its output goes back to the model before it answers.
+
+**nano** is a tiny model with 0.68 million parameters. The deepmath-nb repository builds it and trains it on a CPU
+in minutes. **smol** is {_model_name(smol)}, a small chat model that is not trained here. Before each problem
+it sees {smol.n_shots} solved examples. {smol_line}
+
+These models know only a few kinds of problem. The line under each answer says which ones; outside them, answers are
+often wrong. Code is shown in blue and its output in green. The answer is highlighted. The models always pick their
+most likely next word, so the same problem gets the same answer."""
 
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="DeepMath, small") as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(intro())
         with gr.Tab("Solve"):
             with gr.Row():
                 problem = gr.Textbox(label="Problem", placeholder="What is 123*457?", scale=4, max_lines=4)
                 with gr.Column(scale=1, min_width=180):
-                    profile = gr.Radio(list(PROFILES), value="nano", label="Model")
+                    profile = gr.Radio(list(MODEL_CHOICES), value="nano", label="Model")
                     tool = gr.Checkbox(value=True, label="Tool (Python sandbox)")
             submit = gr.Button("Solve", variant="primary")
             summary = gr.Markdown(elem_id="dm-summary")

@@ -97,6 +97,75 @@ def test_browser_solves_with_the_tool_and_streams_the_trace(chromium, app):
     assert proc.poll() is None, log.read_text()[-3000:]
 
 
+# The page's own words (space/app.py), as a visitor reads them.
+NOT_BOXED = "(not boxed by the model: read from its text)"
+NOT_CLOSED = "never closed, so not run"
+
+
+@pytest.mark.timeout(900)
+def test_browser_says_how_each_answer_and_block_fared_and_what_each_model_knows(chromium, app):
+    """The models on offer (smol with GRPO only when this copy has its adapter), then three real traces under
+    greedy decoding: smol states a derivative without a box (the page says the answer was read from the text),
+    smol runs out of tokens inside a code block (shown as never closed, not run), and nano answers one of its
+    problems; under each answer a line says what that model was trained on."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from deepmath_lib.nano.problems import KINDS
+
+    proc, url, log = app
+    adapter = _space_module().smol_adapter()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(url)
+            expect(page.get_by_label("nano", exact=True)).to_have_count(1)
+            expect(page.get_by_label("smol", exact=True)).to_have_count(1)
+            expect(page.get_by_label("smol + GRPO", exact=True)).to_have_count(0 if adapter is None else 1)
+            if adapter is None:
+                expect(page.get_by_text("no GRPO-trained adapter for smol")).to_be_visible()
+            summary = page.locator("#dm-summary")
+
+            def solve(problem: str, model: str) -> None:
+                page.goto(url)  # a fresh page: the summary below is this problem's, not the one before
+                page.get_by_label("Problem").fill(problem)
+                page.get_by_label(model, exact=True).check()
+                page.get_by_role("button", name="Solve", exact=True).click()
+                expect(summary).to_contain_text("Weights:", timeout=600_000)
+
+            solve("What is the derivative of x^3 + 2x?", "smol")
+            expect(summary).to_contain_text(NOT_BOXED)
+            expect(summary).to_contain_text("smol is SmolLM2-135M-Instruct as released, not trained here")
+            expect(summary).to_contain_text("often wrong")
+
+            problem = "Write a long Python class for a bank account with deposit, withdraw and balance methods, with docstrings."
+            solve(problem, "smol")
+            expect(summary).to_contain_text("0 tool calls")
+            expect(summary).to_contain_text("finish: budget")
+            unrun = page.locator(".dm-code.dm-notrun")
+            expect(unrun).to_have_count(1)
+            expect(unrun).to_contain_text(NOT_CLOSED)
+            expect(page.get_by_text("runs in the sandbox")).to_have_count(0)
+
+            solve("What is 7^23 mod 13?", "nano")
+            expect(summary).to_contain_text(f"nano was trained on {len(KINDS)} kinds of problem only")
+            expect(summary).to_contain_text("Answers to other kinds of problem are often wrong.")
+            expect(page.locator(".dm-code").first).to_contain_text("ran in the sandbox")
+        finally:
+            browser.close()
+    assert proc.poll() is None, log.read_text()[-3000:]
+
+
+def _space_module():
+    """space/app.py imported in this process (what the page offers depends only on the files of this copy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("space_app_for_test", REPO / "space" / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # ------------------------------------------------------------------ load
 @pytest.fixture(scope="module")
 def nano_solved() -> list[tuple[str, str]]:

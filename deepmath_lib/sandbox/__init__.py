@@ -24,6 +24,7 @@ from .core import (
     truncate,
 )
 from .smol import SmolagentsExecutor
+from .values import TextForm
 
 __all__ = [
     "DEFAULT_ALLOWED_IMPORTS",
@@ -32,6 +33,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SmolagentsExecutor",
+    "TextForm",
     "exec_main",
     "neutralize",
     "parse_disable",

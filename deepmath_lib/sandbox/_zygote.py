@@ -32,6 +32,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 
 from . import _lockdown as L  # noqa: E402
+from . import values as V  # noqa: E402
 
 WARM_MODULES = (
     "math cmath fractions decimal itertools functools collections statistics random re string operator heapq "
@@ -192,6 +193,8 @@ class _Worker:
         err = None
         final = None
         is_final = False
+        value = None  # the last expression's value, tagged (values mode only)
+        values_mode = bool(self.cfg.get("values")) and not quiet
         try:
             used = resource.getrusage(resource.RUSAGE_SELF)
             soft = int(used.ru_utime + used.ru_stime + self.cfg["timeout"] + 2)
@@ -206,9 +209,11 @@ class _Worker:
             last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             exec(compile(tree, fname, "exec"), self.ns)
             if last is not None:
-                value = eval(compile(ast.Expression(last.value), fname, "eval"), self.ns)
-                if value is not None:
-                    cap.write(repr(value) + "\n")
+                result = eval(compile(ast.Expression(last.value), fname, "eval"), self.ns)
+                if values_mode:  # the value travels apart from the printed output (smolagents' executors)
+                    value = V.encode(result)
+                elif result is not None:  # REPL-like: its repr joins the output (the DeepMath format)
+                    cap.write(repr(result) + "\n")
         except _FinalAnswer as fa:
             is_final, final = True, fa.value
         except BaseException as e:  # SystemExit, KeyboardInterrupt... are data too
@@ -216,14 +221,20 @@ class _Worker:
         finally:
             dt = time.perf_counter() - t0
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if is_final:
+            sys.stdout = sys.stderr = cap
+            try:
+                final = V.encode(final)
+            except BaseException as e:  # its repr raised: the snippet's error
+                is_final, err = False, self._format_error(e)
+            finally:
+                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         out = "" if quiet else cap.getvalue()
         res = {"stdout": out, "error": err, "duration_s": dt}
+        if values_mode:
+            res["value"] = value
         if is_final:
-            try:
-                json.dumps(final)
-                res["final"] = final
-            except (TypeError, ValueError):
-                res["final"] = repr(final)
+            res["final"] = final
             res["is_final"] = True
         return res
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import values
+
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = tuple(
     (
         "math cmath fractions decimal itertools functools collections statistics random numpy sympy scipy mpmath "
@@ -227,6 +229,7 @@ class RunResult:
     max_output_chars: int = field(default=800, repr=False)
     final_answer: Any = field(default=None, repr=False)
     is_final_answer: bool = field(default=False, repr=False)
+    value: Any = field(default=None, repr=False)  # the last expression's value (a Sandbox with values=True)
 
     @property
     def ok(self) -> bool:
@@ -399,6 +402,10 @@ class Sandbox:
     starts a fresh worker and replays the successful snippets so far (their output discarded). `disable` leaves
     optional layers off, as in a container without them (see `parse_disable`; None reads
     DEEPMATH_SANDBOX_DISABLE); each set of disabled layers has its own zygote.
+
+    `values=True` returns the value of a bare last expression as `RunResult.value`, a Python value (tagged JSON
+    from the worker, see `values`), instead of adding its repr to `stdout`; `final_answer(x)` always comes back
+    as `RunResult.final_answer` that way.
     """
 
     def __init__(
@@ -410,6 +417,7 @@ class Sandbox:
         *,
         tools: dict[str, Callable] | None = None,
         disable: str | Iterable[str] | None = None,
+        values: bool = False,
     ) -> None:
         self.disable = parse_disable(disable)  # fixed for this Sandbox's life, restarts included
         if not float(timeout) > 0:
@@ -421,6 +429,7 @@ class Sandbox:
         self.max_output_chars = int(max_output_chars)
         self.allowed_imports = tuple(DEFAULT_ALLOWED_IMPORTS if allowed_imports is None else allowed_imports)
         self.tools = dict(tools or {})
+        self.values = bool(values)
         self.history: list[str] = []
         self._variables: list[bytes] = []
         self._sock: socket.socket | None = None
@@ -442,6 +451,7 @@ class Sandbox:
             "head_chars": max(4 * self.max_output_chars, 8192),
             "tail_chars": max(self.max_output_chars, 1024),
             "tools": sorted(self.tools),
+            "values": self.values,
         }
 
     def _spawn(self) -> None:
@@ -539,7 +549,7 @@ class Sandbox:
             raise _Dead("oversized reply")
         try:
             obj = json.loads(self._read(sock, n, deadline))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
             raise _Dead("malformed reply") from None
         if not isinstance(obj, dict):
             raise _Dead("malformed reply")
@@ -605,6 +615,11 @@ class Sandbox:
             t0 = time.perf_counter()
             try:
                 msg = self._exchange(b"R", code, self.timeout)
+                try:  # the worker is untrusted: its values are decoded strictly, never unpickled or evaluated
+                    value = values.decode(msg.get("value"))
+                    final = values.decode(msg.get("final"))
+                except ValueError:
+                    raise _Dead("malformed value") from None
             except TimeoutError:
                 self._kill()
                 return RunResult(
@@ -614,9 +629,12 @@ class Sandbox:
                     time.perf_counter() - t0,
                     self.max_output_chars,
                 )
-            except _Dead:
+            except _Dead as dead:
                 self._kill()
-                err = "the sandboxed process exited abruptly (os._exit, a crash or a resource limit); state restored"
+                if str(dead).startswith(("malformed", "oversized")):
+                    err = f"the sandboxed process sent a {dead}; it was killed and its state restored"
+                else:
+                    err = "the sandboxed process exited abruptly (os._exit, a crash or a resource limit); state restored"
                 return RunResult("", err, False, time.perf_counter() - t0, self.max_output_chars)
             res = RunResult(
                 stdout=str(msg.get("stdout") or ""),
@@ -624,8 +642,9 @@ class Sandbox:
                 timed_out=False,
                 duration_s=time.perf_counter() - t0,
                 max_output_chars=self.max_output_chars,
-                final_answer=msg.get("final"),
+                final_answer=final,
                 is_final_answer=bool(msg.get("is_final")),
+                value=value,
             )
             if res.error is None:
                 self.history.append(code)

@@ -1,5 +1,13 @@
 """Our Sandbox behind smolagents' `PythonExecutor` interface: ``CodeAgent(tools=[], model=m, executor=SmolagentsExecutor())``.
 
+Each call returns a `CodeOutput` as smolagents' remote executors do: `output` is the value of the snippet's bare last
+expression (None after a statement) as a Python value, `logs` what it printed, `is_final_answer` whether it called
+`final_answer(x)` (then `output` is x). Values travel from the worker as tagged JSON (`sandbox.values`): numbers
+(big integers included), strings, booleans, None, lists, tuples, dicts and sets come back as themselves; numpy,
+sympy and any other values as their text form (`TextForm`, a str). Nothing the worker sends is unpickled or
+evaluated on the host. Variables persist between calls; an error raises smolagents' `InterpreterError`, with what
+was printed before it in `state["_print_outputs"]`.
+
 `final_answer(x)` ends the step natively inside the worker; any other tool runs on the host, called from the
 worker over its channel (JSON arguments and results only).
 """
@@ -55,6 +63,7 @@ class SmolagentsExecutor(PythonExecutor):
                 max_output_chars=self.max_len,
                 allowed_imports=self.allowed_imports,
                 tools=host_tools,
+                values=True,
             )
             if self.variables:
                 self._sb.send_variables(self.variables)
@@ -76,7 +85,7 @@ class SmolagentsExecutor(PythonExecutor):
             return CodeOutput(output=res.final_answer, logs=res.stdout, is_final_answer=True)
         if res.error is not None:
             raise InterpreterError(res.error)
-        return CodeOutput(output=None, logs=res.stdout, is_final_answer=False)
+        return CodeOutput(output=res.value, logs=res.stdout, is_final_answer=False)
 
     def cleanup(self) -> None:
         if self._sb is not None:

@@ -155,6 +155,7 @@ def _bounded(kind: type, low: float, high: float, *, above: bool = False):
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
+    parse.bounds = (kind, low, high, above)  # for tests/test_cli.py: every numeric option has both bounds
     return parse
 
 

@@ -99,6 +99,22 @@ def test_figures_from_the_installed_wheel_outside_the_checkout(site, tmp_path):
     assert drawn == sorted(FIGURE_FILES.values()), drawn
 
 
+@pytest.mark.parametrize("args", [("report", "--check"), ("pipeline", "--only", "01"), ("bench", "space")])
+def test_checkout_tools_say_they_need_a_checkout(site, tmp_path, args):
+    """report, pipeline and bench space read the repo's README, notebooks and Space: from a wheel they stop with one
+    line instead of looking for them in site-packages."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmath_lib.cli", *args],
+        cwd=tmp_path,
+        env=_env(site),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "source checkout" in proc.stderr
+
+
 @pytest.mark.slow
 def test_notebook_commands_run_from_the_wheel_in_a_folder_without_a_checkout(site, tmp_path):
     """solve, eval and train (with a small held-out check) on nano, then eval on smol, each as a new user types it

@@ -419,7 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_report)
 
     def add_pipeline(p: argparse.ArgumentParser) -> None:
-        add_profile(p)
+        # no `choices`: the pipeline names an unknown profile itself, next to its params file
+        p.add_argument(
+            "--profile", default=DEFAULT_PROFILE, help=f"one of {profiles}, the notebooks' profile"
+        )
         p.add_argument(
             "--only",
             nargs="+",
@@ -479,7 +482,12 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = _one_line_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except (
+        SystemExit
+    ) as exc:  # --help (0) or a usage error (2, its line already printed): a status, in-process too
+        return exc.code if isinstance(exc.code, int) else 2
     why = _checkout_only(args)
     if why:
         print(f"error: {why}", file=sys.stderr)

@@ -168,7 +168,7 @@ def with_base_model(profile: Profile, base_model: str | None) -> Profile:
 
 
 def _hub_sources(profile: Profile, model_path: str | None) -> list[tuple[str, str]]:
-    """(hub id, option that replaces it) for each model a run would fetch from the hub: the weights `model_path`
+    """(hub id, "trained" or "base") for each model a run would fetch from the hub: the weights `model_path`
     when it is not a folder, and the base model unless `model_path` is a full model folder or the base is built or
     found here (nano, a GGUF package)."""
     out = []

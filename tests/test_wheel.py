@@ -77,16 +77,16 @@ def test_wheel_carries_the_reference_table_the_weights_and_the_heldout_set(wheel
 
 
 def test_figures_from_the_installed_wheel_outside_the_checkout(site, tmp_path):
-    figs, work = tmp_path / "figs", tmp_path / "elsewhere"
+    work = tmp_path / "elsewhere"
     work.mkdir()
+    figs = work / "runs" / "figures"  # the default outside a checkout
     script = (
         "import sys, deepmath_lib, deepmath_lib.datasets as d, deepmath_lib.models as m, deepmath_lib.profiles as p\n"
         f"assert deepmath_lib.__file__.startswith({str(site)!r}), deepmath_lib.__file__\n"
         "print(len(d.load_reference()))\n"
         "print(m.model_dir(p.get_profile('nano')))\n"
         "from deepmath_lib.cli import main\n"
-        f"sys.exit(main(['figures', '--profile', 'nano', '--results-root', {str(REPO_ROOT / 'data' / 'results')!r},"
-        f" '--figures-dir', {str(figs)!r}]))\n"
+        f"sys.exit(main(['figures', '--profile', 'nano', '--results-root', {str(REPO_ROOT / 'data' / 'results')!r}]))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=work, env=_env(site), capture_output=True, text=True, timeout=600

@@ -268,7 +268,10 @@ def test_metrics_are_written_by_the_main_process_only(tmp_path):
     "argv, needle",
     [
         (["train", "--profile", "nano", "--heldout", "-1"], "argument --heldout: must be an integer >= 1"),
-        (["train", "--profile", "nano", "--train-problems", "0"], "argument --train-problems: must be an integer >= 1"),
+        (
+            ["train", "--profile", "nano", "--train-problems", "0"],
+            "argument --train-problems: must be an integer >= 1",
+        ),
         (["bench", "rollouts", "--profile", "nano", "--backend", "openai"], "--base-url"),
         (["solve", "What is 1+1?", "--profile", "nano", "--backend", "openai"], "--base-url"),
         (["eval", "--profile", "nano", "--trained-model", "./no/such/dir"], "neither a folder nor a hub id"),

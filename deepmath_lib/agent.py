@@ -461,6 +461,30 @@ def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
     )
 
 
+def question_error(question: str, profile: Profile) -> str | None:
+    """Why `question` cannot be asked of `profile` (None when it can): empty, not valid UTF-8 (a command line's bytes
+    arrive as lone surrogates), or longer than the profile's context leaves room for. The length limit counts
+    characters against tokens: a token spans at least one character in the profiles' tokenizers, so a question
+    within `max_model_len - max_model_tokens` characters leaves the answer its budget (the prompt's examples take
+    the rest); one beyond it would ask the model for more positions than it has."""
+    if not question.strip():
+        return "the question is empty"
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = question[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"U+{ord(bad):04X}"
+        return f"the question is not valid UTF-8 ({byte} at character {exc.start + 1})"
+    budget = profile.eval_sampling.max_model_tokens
+    limit = profile.max_model_len - budget
+    if len(question) > limit:
+        return (
+            f"the question is {len(question):,} characters; the {profile.name} profile's context of "
+            f"{profile.max_model_len:,} tokens, {budget:,} of them kept for the answer, holds at most {limit:,}"
+        )
+    return None
+
+
 def solve_main(
     question: str,
     profile: str = "nano",
@@ -472,32 +496,50 @@ def solve_main(
     base_url: str | None = None,
     prompt: str | None = None,
     original_repo: str | None = None,
+    base_model: str | None = None,
 ) -> int:
     """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
 
     `model`: a model folder or hub id, "base" for the profile's untrained model, or None for this repo's
     GRPO-trained model when one exists (else the base model). `backend`: transformers, vllm or openai (with
-    `base_url`). `prompt`: ours or original (default: the one the weights recorded, else the profile's)."""
+    `base_url`). `prompt`: ours or original (default: the one the weights recorded, else the profile's).
+    `base_model`: a folder or hub id replacing the profile's base model. Bad input (the question, `samples`, a hub
+    model out of reach) gets one `error:` line and exit status 2 before any model loads."""
     import sys
 
     from rich.console import Console
 
     from .backends import make_backend
     from .grading import majority_vote
-
-    if not question.strip():
-        print("error: the question is empty", file=sys.stderr)
-        return 2
-    from .models import check_weights_arg, describe_weights, trained_model_path
+    from .models import (
+        check_hub_models,
+        check_weights_arg,
+        describe_weights,
+        trained_model_path,
+        with_base_model,
+    )
 
     try:
         prof = get_profile(profile, backend=backend, original_repo=original_repo)
+        prof = with_base_model(prof, base_model)
+        problem = question_error(question, prof)
+        if problem:
+            raise ValueError(problem)
+        if samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {samples}")
+        if samples > 1 and prof.eval_sampling.temperature == 0:
+            raise ValueError(
+                f"{prof.name} samples greedily (temperature 0): its {samples} samples would be identical; "
+                "use --samples 1"
+            )
         path = None if model == "base" else model or trained_model_path(prof)
         if path is not None:
             check_weights_arg(path)
         prof = prompt_for(prof, path, prompt)
         if prof.backend == "openai" and not base_url:
             raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
+        if prof.backend != "openai":  # a server holds its own weights
+            check_hub_models(prof, path, {"base": "--base-model", "trained": "--model"})
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -31,6 +32,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         model=args.model,
         backend=args.backend,
         base_url=args.base_url,
+        base_model=args.base_model,
         prompt=args.prompt,
         original_repo=args.original_repo,
     )
@@ -55,6 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         results_root=args.results_root,
         train_problems=args.train_problems,
         report_to=args.report_to,
+        base_model=args.base_model,
         prompt=args.prompt,
         original_repo=args.original_repo,
     )
@@ -73,6 +76,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         results_root=args.results_root,
         backend=args.backend,
         base_url=args.base_url,
+        base_model=args.base_model,
         prompt=args.prompt,
         original_repo=args.original_repo,
     )
@@ -128,14 +132,84 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
 
 
+# Upper bounds of the numeric options: generous for real runs, but a typo (an extra few zeros) is refused before
+# anything loads instead of running until it is killed.
+SOLVE_MAX_SAMPLES = 64  # solve prints every trace; `eval` is the command for many samples
+EVAL_MAX_SAMPLES = 1024
+MAX_PROBLEMS = 1_000_000
+MAX_STEPS = 100_000
+MAX_SECONDS = 600.0  # one snippet's wall clock; the paper profile gives 20 s
+
+
+def _bounded(kind: type, low: float, high: float, *, above: bool = False):
+    """An argparse `type` that parses an int or float and checks `low <= value <= high` (`low < value` with
+    `above`); anything else is refused with one line naming the range."""
+    name = "an integer" if kind is int else "a number"
+
+    def show(v: float) -> str:
+        return f"{int(v):,}" if v == int(v) else f"{v:g}"
+
+    low_text = f"> {show(low)}" if above else f">= {show(low)}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"must be {name} {low_text} and <= {show(high)}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    parse.bounds = (kind, low, high, above)  # for tests/test_cli.py: every numeric option has both bounds
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's own error style: one `error:` line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help already says it (a `None` default means "the
+    profile's", which the help states in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# The commands in the order of the notebooks (01 exec, 02 solve, 03 train, 04 eval, 05 figures), then the rest.
+COMMAND_ORDER = ("exec", "solve", "train", "eval", "figures", "grade", "bench", "report", "pipeline")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .profiles import DEFAULT_PROFILE, PROFILES
 
-    parser = argparse.ArgumentParser(
-        prog="deepmath", description="DeepMath: a math agent that writes and runs Python mid-reasoning."
+    parser = _Parser(
+        prog="deepmath",
+        description="DeepMath: a math agent that writes and runs Python mid-reasoning.",
+        epilog="Outputs: <checkout>/data/results when run from a source checkout, else ./runs/ "
+        "(DEEPMATH_RESULTS overrides); built models are cached in DEEPMATH_CACHE or ~/.cache/deepmath.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     profiles = sorted(PROFILES)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+    def add_profile(p: argparse.ArgumentParser, what: str = "") -> None:
+        p.add_argument(
+            "--profile",
+            default=DEFAULT_PROFILE,
+            choices=profiles,
+            help=f"scale of the run: nano (CPU, minutes), smol (SmolLM2-135M on a CPU), paper (GPUs){what}",
+        )
 
     def add_backend(p: argparse.ArgumentParser, base_url: bool = True) -> None:
         p.add_argument(
@@ -146,8 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if base_url:
             p.add_argument(
-                "--base-url", default=None, help="openai backend: the server, e.g. http://127.0.0.1:8000/v1"
+                "--base-url",
+                default=None,
+                help="openai backend: the server, e.g. http://127.0.0.1:8000/v1 (default: none)",
             )
+
+    def add_base_model(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--base-model",
+            default=None,
+            metavar="PATH_OR_ID",
+            help="folder (or hub id) of the base model, e.g. a local copy of the paper's Qwen3 (default: the "
+            "profile's)",
+        )
 
     def add_prompt(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -164,131 +249,251 @@ def build_parser() -> argparse.ArgumentParser:
             help="local clone of IntelLabs/DeepMath for --prompt original (default: $DEEPMATH_ORIGINAL_REPO)",
         )
 
-    p = sub.add_parser("exec", help="run the Python snippet on stdin in a fresh sandbox")
-    p.add_argument("--timeout", type=float, default=5.0, help="wall-clock limit in seconds (default 5)")
-    p.add_argument("--json", action="store_true", help="print {stdout, error, timed_out, duration_s} as JSON")
-    p.set_defaults(func=_cmd_exec)
+    def add_results_root(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--results-root",
+            default=None,
+            help=f"{what} (default: data/results in a source checkout, else ./runs/results; DEEPMATH_RESULTS "
+            "overrides)",
+        )
 
-    p = sub.add_parser("solve", help="solve one question with the agent; last line `answer: X`")
-    p.add_argument("question")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
-    p.add_argument(
-        "--samples", type=int, default=1, help="trajectories to sample; the answer is the majority"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-tool", action="store_true", help="plain chain of thought, no code execution")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="model folder or hub id, or 'base' for the untrained model (default: the GRPO-trained model if one exists)",
-    )
-    add_backend(p)
-    add_prompt(p)
-    p.set_defaults(func=_cmd_solve)
+    def add_exec(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--timeout",
+            type=_bounded(float, 0, MAX_SECONDS, above=True),
+            default=5.0,
+            help="wall-clock limit in seconds",
+        )
+        p.add_argument(
+            "--json", action="store_true", help="print {stdout, error, timed_out, duration_s} as JSON"
+        )
+        p.set_defaults(func=_cmd_exec)
 
-    p = sub.add_parser("grade", help='JSONL {"gold", "pred"} on stdin -> same rows plus "equal" on stdout')
-    p.set_defaults(func=_cmd_grade)
+    def add_solve(p: argparse.ArgumentParser) -> None:
+        p.add_argument("question", help="the question, in quotes")
+        add_profile(p)
+        p.add_argument(
+            "--samples",
+            type=_bounded(int, 1, SOLVE_MAX_SAMPLES),
+            default=1,
+            help="trajectories to sample; the answer is the majority (more than 1 needs a sampling profile)",
+        )
+        p.add_argument(
+            "--seed", type=_bounded(int, 0, 2**32 - 1), default=0, help="random seed of the sampling"
+        )
+        p.add_argument("--no-tool", action="store_true", help="plain chain of thought, no code execution")
+        p.add_argument(
+            "--model",
+            default=None,
+            help="model folder or hub id, or 'base' for the untrained model (default: the GRPO-trained model if one "
+            "exists)",
+        )
+        add_base_model(p)
+        add_prompt(p)
+        add_backend(p)
+        p.set_defaults(func=_cmd_solve)
 
-    p = sub.add_parser("train", help="GRPO with agentic rollouts (notebook 03)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
-    p.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
-    p.add_argument("--output-dir", default=None, help="where checkpoints and the trained model go")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
-    p.add_argument(
-        "--vllm-mode",
-        choices=["colocate", "server"],
-        default=None,
-        help="paper: vLLM in-process or `trl vllm-serve`",
-    )
-    p.add_argument("--heldout", type=int, default=None, help="held-out problems of the before/after check")
-    p.add_argument(
-        "--train-problems", type=int, default=None, help="override the profile's training problems"
-    )
-    p.add_argument(
-        "--report-to",
-        choices=["none", "trackio", "tensorboard", "wandb"],
-        default="none",
-        help="live training curves: trackio is local-first (`trackio show` opens them)",
-    )
-    p.add_argument(
-        "--results-root", default=None, help="where train_summary.json goes (default data/results)"
-    )
-    add_prompt(p)
-    p.set_defaults(func=_cmd_train)
+    def add_train(p: argparse.ArgumentParser) -> None:
+        add_profile(p)
+        p.add_argument(
+            "--steps",
+            type=_bounded(int, 1, MAX_STEPS),
+            default=None,
+            help="GRPO steps (default: the profile's)",
+        )
+        p.add_argument(
+            "--output-dir",
+            default=None,
+            help="where checkpoints and the trained model go (default: runs/<profile>/grpo in a source checkout, "
+            "else ./runs/<profile>/grpo)",
+        )
+        p.add_argument(
+            "--resume", action="store_true", help="resume from the last checkpoint in --output-dir"
+        )
+        p.add_argument(
+            "--vllm-mode",
+            choices=["colocate", "server"],
+            default=None,
+            help="paper: vLLM in-process or `trl vllm-serve` (default: the profile's)",
+        )
+        p.add_argument(
+            "--heldout",
+            type=_bounded(int, 1, MAX_PROBLEMS),
+            default=None,
+            help="held-out problems of the before/after check (default: the profile's)",
+        )
+        p.add_argument(
+            "--train-problems",
+            type=_bounded(int, 1, 100 * MAX_PROBLEMS),
+            default=None,
+            help="training problems (default: the profile's)",
+        )
+        p.add_argument(
+            "--report-to",
+            choices=["none", "trackio", "tensorboard", "wandb"],
+            default="none",
+            help="live training curves: trackio is local-first (`trackio show` opens them)",
+        )
+        add_results_root(p, "where train_summary.json goes")
+        add_base_model(p)
+        add_prompt(p)
+        p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate the four configurations (notebook 04); resumable")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
-    p.add_argument("--datasets", nargs="+", default=None, help="dataset names or local JSONL/parquet paths")
-    p.add_argument(
-        "--configs",
-        nargs="+",
-        default=None,
-        choices=["baseline", "agent", "grpo", "deepmath"],
-        help="default: all",
-    )
-    p.add_argument("--samples", type=int, default=None, help="samples per problem (k of maj@k)")
-    p.add_argument("--n-problems", type=int, default=None, help="first N problems of each dataset")
-    p.add_argument(
-        "--trained-model",
-        default=None,
-        help="folder or hub id of the trained weights for grpo/deepmath (default: this repo's GRPO output, else the "
-        "profile's released adapter)",
-    )
-    p.add_argument("--results-root", default=None, help="default data/results")
-    add_backend(p)
-    add_prompt(p)
-    p.set_defaults(func=_cmd_eval)
+    def add_eval(p: argparse.ArgumentParser) -> None:
+        add_profile(p)
+        p.add_argument(
+            "--datasets",
+            nargs="+",
+            default=None,
+            help="dataset names or local JSONL/parquet paths (default: the profile's)",
+        )
+        p.add_argument(
+            "--configs",
+            nargs="+",
+            default=None,
+            choices=["baseline", "agent", "grpo", "deepmath"],
+            help="configurations to run (default: all four)",
+        )
+        p.add_argument(
+            "--samples",
+            type=_bounded(int, 1, EVAL_MAX_SAMPLES),
+            default=None,
+            help="samples per problem, the k of maj@k (default: the profile's; greedy profiles take 1)",
+        )
+        p.add_argument(
+            "--n-problems",
+            type=_bounded(int, 1, MAX_PROBLEMS),
+            default=None,
+            help="first N problems of each dataset (default: the profile's, else the whole set)",
+        )
+        p.add_argument(
+            "--trained-model",
+            default=None,
+            help="folder or hub id of the trained weights for grpo/deepmath (default: this repo's GRPO output, "
+            "else the profile's released weights)",
+        )
+        add_results_root(p, "where summaries and samples go")
+        add_base_model(p)
+        add_prompt(p)
+        add_backend(p)
+        p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("figures", help="draw the figures from the results (notebook 05)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles)
-    p.add_argument("--results-root", default=None)
-    p.add_argument("--figures-dir", default=None, help="default figures/")
-    p.set_defaults(func=_cmd_figures)
+    def add_figures(p: argparse.ArgumentParser) -> None:
+        add_profile(p)
+        add_results_root(p, "where the results are read from")
+        p.add_argument(
+            "--figures-dir",
+            default=None,
+            help="where the figures go (default: figures/ in a source checkout, else ./runs/figures)",
+        )
+        p.set_defaults(func=_cmd_figures)
 
-    p = sub.add_parser(
-        "bench", help="benchmarks; the last line printed is JSON, also stored under data/results/bench/"
-    )
-    p.add_argument("what", choices=["sandbox", "rollouts", "grading", "space"])
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profiles, help="rollouts only")
-    p.add_argument(
-        "--n", type=int, default=None, help="rollouts: trajectories (256); grading: answers (8000)"
-    )
-    p.add_argument(
-        "--slots", type=int, default=64, help="rollouts: batch rows of the engine (and of raw generate)"
-    )
-    p.add_argument(
-        "--in-flight",
-        type=int,
-        default=None,
-        help="rollouts: trajectories started at once (default 2 x --slots); those beyond --slots queue for freed rows",
-    )
-    p.add_argument("--seq-n", type=int, default=32, help="rollouts: trajectories of the one-at-a-time run")
-    p.add_argument(
-        "--rollout-repeats", type=int, default=3, help="rollouts: runs of each measurement (medians reported)"
-    )
-    p.add_argument("--repeats", type=int, default=30, help="sandbox: repetitions per measurement")
-    p.add_argument(
-        "--suite", action="store_true", help="grading: also score the labelled suite, ours vs bare"
-    )
-    p.add_argument("--no-save", action="store_true", help="do not store the result under data/results/bench/")
-    add_backend(p, base_url=False)
-    p.set_defaults(func=_cmd_bench)
+    def add_grade(p: argparse.ArgumentParser) -> None:
+        p.set_defaults(func=_cmd_grade)
 
-    p = sub.add_parser("report", help="rewrite the README's measured blocks from data/results")
-    p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
-    p.set_defaults(func=_cmd_report)
+    def add_bench(p: argparse.ArgumentParser) -> None:
+        p.add_argument("what", choices=["sandbox", "rollouts", "grading", "space"], help="what to measure")
+        add_profile(p, "; rollouts only")
+        p.add_argument(
+            "--n",
+            type=_bounded(int, 1, MAX_PROBLEMS),
+            default=None,
+            help="rollouts: trajectories (default 256); grading: answers (default 8000)",
+        )
+        p.add_argument(
+            "--slots",
+            type=_bounded(int, 1, 4096),
+            default=64,
+            help="rollouts: batch rows of the engine (and of raw generate)",
+        )
+        p.add_argument(
+            "--in-flight",
+            type=_bounded(int, 1, 65536),
+            default=None,
+            help="rollouts: trajectories started at once (default: 2 x --slots); those beyond --slots queue for "
+            "freed rows",
+        )
+        p.add_argument(
+            "--seq-n",
+            type=_bounded(int, 1, 100_000),
+            default=32,
+            help="rollouts: trajectories of the one-at-a-time run",
+        )
+        p.add_argument(
+            "--rollout-repeats",
+            type=_bounded(int, 1, 1000),
+            default=3,
+            help="rollouts: runs of each measurement (medians reported)",
+        )
+        p.add_argument(
+            "--repeats",
+            type=_bounded(int, 1, 100_000),
+            default=30,
+            help="sandbox: repetitions per measurement",
+        )
+        p.add_argument(
+            "--suite", action="store_true", help="grading: also score the labelled suite, ours vs bare"
+        )
+        p.add_argument("--no-save", action="store_true", help="print the result without storing it")
+        add_backend(p, base_url=False)
+        p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {profiles}")
-    p.add_argument(
-        "--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03"
-    )
-    p.add_argument("--params", default=None, help="papermill YAML (default params/<profile>.yaml)")
-    p.add_argument(
-        "--publish", action="store_true", help="write the outputs back into notebooks/ (what GitHub shows)"
-    )
-    p.set_defaults(func=_cmd_pipeline)
+    def add_report(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
+        p.set_defaults(func=_cmd_report)
+
+    def add_pipeline(p: argparse.ArgumentParser) -> None:
+        # no `choices`: the pipeline names an unknown profile itself, next to its params file
+        p.add_argument(
+            "--profile", default=DEFAULT_PROFILE, help=f"one of {profiles}, the notebooks' profile"
+        )
+        p.add_argument(
+            "--only",
+            nargs="+",
+            default=None,
+            metavar="NN",
+            help="notebook prefixes, e.g. --only 01 03 (default: all)",
+        )
+        p.add_argument("--params", default=None, help="papermill YAML (default: params/<profile>.yaml)")
+        p.add_argument(
+            "--publish",
+            action="store_true",
+            help="write the outputs back into notebooks/ (what GitHub shows)",
+        )
+        p.set_defaults(func=_cmd_pipeline)
+
+    commands = {
+        "exec": ("run the Python snippet on stdin in a fresh sandbox (notebook 01)", add_exec),
+        "solve": ("solve one question with the agent; last line `answer: X` (notebook 02)", add_solve),
+        "train": ("GRPO with agentic rollouts (notebook 03)", add_train),
+        "eval": ("evaluate the four configurations (notebook 04); resumable", add_eval),
+        "figures": ("draw the figures from the results (notebook 05)", add_figures),
+        "grade": (
+            'JSONL {"gold", "pred"} on stdin (strings or numbers) -> same rows plus "equal"',
+            add_grade,
+        ),
+        "bench": ("benchmarks; the last line printed is JSON, also stored under <results>/bench/", add_bench),
+        "report": ("rewrite the README's measured blocks from data/results (source checkout)", add_report),
+        "pipeline": (
+            "run the notebooks headless with papermill, what `make demo` does (source checkout)",
+            add_pipeline,
+        ),
+    }
+    for name in COMMAND_ORDER:
+        help, fill = commands[name]
+        fill(add(name, help))
     return parser
+
+
+def _checkout_only(args: argparse.Namespace) -> str | None:
+    """Why a command that reads the checkout's own files (notebooks, README, tests, the Space) cannot run here."""
+    from .paths import checkout_only
+
+    if args.command in ("report", "pipeline"):
+        return checkout_only(f"`deepmath {args.command}`")
+    if args.command == "bench" and (args.what == "space" or (args.what == "grading" and args.suite)):
+        return checkout_only(f"`deepmath bench {args.what}{' --suite' if args.suite else ''}`")
+    return None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -301,7 +506,16 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = _one_line_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except (
+        SystemExit
+    ) as exc:  # --help (0) or a usage error (2, its line already printed): a status, in-process too
+        return exc.code if isinstance(exc.code, int) else 2
+    why = _checkout_only(args)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

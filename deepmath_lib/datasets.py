@@ -41,7 +41,9 @@ class DatasetSpec:
     configs: tuple[str | None, ...] = (None,)
     expected: int | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
-    local: str | None = None  # a file committed in this repo (relative to its root), read instead of the hub
+    local: str | None = (
+        None  # a file shipped in the package (relative to deepmath_lib/data), read instead of the hub
+    )
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -70,14 +72,14 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
     "nano": DatasetSpec("nano", "nano (synthetic)", None, "eval"),
     # smol's GRPO held-out set: 200 problems of the nano generator's "heldout" split (seed 0), committed before
-    # training (data/heldout/README.md); disjoint from every training problem
+    # training (deepmath_lib/data/heldout/README.md); disjoint from every training problem
     "heldout200": DatasetSpec(
         "heldout200",
         "held-out 200 (synthetic)",
         None,
         None,
         expected=200,
-        local="data/heldout/heldout200.jsonl",
+        local="heldout/heldout200.jsonl",
     ),
 }
 KNOWN_NAMES: tuple[str, ...] = tuple(DATASETS)
@@ -130,9 +132,9 @@ def load_problems(name_or_path: str, n: int | None = None, split: str | None = N
         if name in GENERATORS:
             rows, label = GENERATORS[name](n, split or DATASETS[name].split), DATASETS[name].label
         elif DATASETS[name].local:
-            from .paths import REPO_ROOT
+            from .paths import PACKAGE_DATA
 
-            rows, label = _read_local(REPO_ROOT / DATASETS[name].local, None), DATASETS[name].label
+            rows, label = _read_local(PACKAGE_DATA / DATASETS[name].local, None), DATASETS[name].label
         else:
             rows, label = _load_hub(DATASETS[name], split), DATASETS[name].label
         kind = name

@@ -298,8 +298,8 @@ def evaluate(
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise ValueError(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
-    samples = samples or prof.eval_samples
-    n_problems = n_problems or prof.eval_n_problems
+    samples = prof.eval_samples if samples is None else samples  # None only: a 0 is refused, never replaced
+    n_problems = prof.eval_n_problems if n_problems is None else n_problems
     if samples < 1 or (n_problems is not None and n_problems < 1):  # None: the whole set
         raise ValueError(f"samples and problems must be positive, got {samples} and {n_problems}")
     if samples > 1 and prof.eval_sampling.temperature == 0:
@@ -330,6 +330,14 @@ def evaluate(
     rec = prompt_record(prof)
     if rec["prompt"] == "original":
         print(f"prompt: the original's at {rec['commit']}, sha256 {rec['sha256'][:12]}", flush=True)
+    if prof.backend != "openai":  # a model on the hub but out of reach: say so now, not after retries
+        from .models import check_hub_models
+
+        options = {"base": "--base-model", "trained": "--trained-model"}
+        if any(not CONFIGS[c][0] for c in configs):
+            check_hub_models(prof, None, options)
+        if needs_trained:
+            check_hub_models(prof, trained, options)
     for name, probs in loaded.items():
         print(f"{name}: {len(probs)} problems x {samples} samples", flush=True)
     t0 = time.time()
@@ -365,12 +373,16 @@ def eval_main(
     base_url: str | None = None,
     prompt: str | None = None,
     original_repo: str | None = None,
+    base_model: str | None = None,
 ) -> int:
-    """`deepmath eval`: prints the summary table; errors name what was wrong."""
+    """`deepmath eval`: prints the summary table; errors name what was wrong. `base_model`: a folder or hub id
+    replacing the profile's base model."""
     from .datasets import DatasetError
+    from .models import with_base_model
 
     try:
         prof = get_profile(profile, backend=backend, original_repo=original_repo)
+        prof = with_base_model(prof, base_model)
         kwargs = {"base_url": base_url} if base_url else None
         summary, _ = evaluate(
             prof,

@@ -568,11 +568,24 @@ def majority_vote(preds: list[str | None]) -> tuple[str | None, int]:
 # ----------------------------------------------------------------------------------------------- CLI
 
 
+def _gradable(value: Any) -> bool:
+    """A string, or a finite JSON number (not a boolean, which JSON keeps apart from numbers)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_text(value: str | int | float) -> str:
+    """The answer text of a gold or prediction: strings as they are, numbers as JSON writes them."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def grade_stream(inp: TextIO, out: TextIO) -> int:
-    """`deepmath grade`: read JSONL rows ``{"gold": str, "pred": str}`` from ``inp``, write each row back with
-    ``"equal": bool``. A bad line (not JSON, not an object, a missing key, a non-string value) gives a row with
-    ``"equal": false`` and ``"error"``, plus a message on stderr; processing continues. Blank lines are skipped.
-    Returns 1 if any line was bad, else 0."""
+    """`deepmath grade`: read JSONL rows ``{"gold": str | number, "pred": str | number}`` from ``inp``, write each
+    row back (values as given) with ``"equal": bool``. Numbers are graded as their JSON text (``2``, ``0.5``), as
+    JSONL datasets often store golds. A bad line (not JSON, not an object, a missing key, a value that is neither a
+    string nor a number) gives a row with ``"equal": false`` and ``"error"``, plus a message on stderr; processing
+    continues. Blank lines are skipped. Returns 1 if any line was bad, else 0."""
     bad = 0
     for lineno, line in enumerate(inp, start=1):
         if not line.strip():
@@ -591,13 +604,14 @@ def grade_stream(inp: TextIO, out: TextIO) -> int:
             if missing:
                 error = f"line {lineno}: missing key(s) {', '.join(missing)}"
             else:
-                wrong = [k for k in ("gold", "pred") if not isinstance(row[k], str)]
+                wrong = [k for k in ("gold", "pred") if not _gradable(row[k])]
                 if wrong:
                     error = "; ".join(
-                        f"line {lineno}: {k!r} must be a string, got {type(row[k]).__name__}" for k in wrong
+                        f"line {lineno}: {k!r} must be a string or a number, got {type(row[k]).__name__}"
+                        for k in wrong
                     )
         if error is None:
-            row["equal"] = is_equivalent(row["gold"], row["pred"])
+            row["equal"] = is_equivalent(_as_text(row["gold"]), _as_text(row["pred"]))
         else:
             bad += 1
             row["equal"] = False

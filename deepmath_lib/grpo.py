@@ -18,7 +18,7 @@ from typing import Any
 
 from .agent import prompt_ids_for, run_agent
 from .evaluate import engine_fingerprint
-from .paths import REPO_ROOT
+from .paths import runs_dir
 from .profiles import Profile, Sampling, get_profile
 from .prompts import PROMPT_RECORD, PromptUnavailable, check_prompt, prompt_record
 from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
@@ -669,7 +669,7 @@ def train(
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     steps = steps or prof.train_steps
-    out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
+    out = Path(output_dir) if output_dir else runs_dir() / prof.name / "grpo"
     # the prompt's files are read now: unreadable ones stop the run before it starts
     record = prompt_record(prof)
     if PartialState().is_main_process:  # beside the run's checkpoints, and with the final weights below
@@ -804,25 +804,31 @@ def train_main(
     report_to: str = "none",
     prompt: str | None = None,
     original_repo: str | None = None,
+    base_model: str | None = None,
 ) -> int:
     """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
-    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`)."""
+    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`).
+    `base_model`: a folder or hub id replacing the profile's base model (GRPO's start)."""
     import sys
+
+    from .models import check_hub_models, with_base_model
 
     for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
         if value is not None and value <= 0:
             print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
             return 2
-    prof = get_profile(
-        profile,
-        vllm_mode=vllm_mode,
-        train_problems=train_problems,
-        prompt=prompt,
-        original_repo=original_repo,
-    )
-    try:  # the prompt's files (an unknown prompt, unreadable files) before any model loads
+    try:  # the prompt's files (an unknown prompt, unreadable files) and hub models, before any model loads
+        prof = get_profile(
+            profile,
+            vllm_mode=vllm_mode,
+            train_problems=train_problems,
+            prompt=prompt,
+            original_repo=original_repo,
+        )
+        prof = with_base_model(prof, base_model)
         check_prompt(prof)
-    except (PromptUnavailable, ValueError) as exc:
+        check_hub_models(prof, None, {"base": "--base-model"})
+    except (PromptUnavailable, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

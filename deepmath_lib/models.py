@@ -21,7 +21,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from .paths import REPO_ROOT, cache_dir
+from .paths import cache_dir, runs_dir
 from .profiles import Profile
 
 
@@ -157,6 +157,84 @@ def check_weights_arg(value: str) -> None:
         raise FileNotFoundError(f"model not found: {value!r} is neither a folder nor a hub id (org/name)")
 
 
+def with_base_model(profile: Profile, base_model: str | None) -> Profile:
+    """`profile` with its base model replaced by `base_model` (a folder or hub id; None keeps the profile's)."""
+    import dataclasses
+
+    if base_model is None:
+        return profile
+    check_weights_arg(base_model)
+    return dataclasses.replace(profile, model=base_model, gguf_file=None, gguf_requirement=None)
+
+
+def _hub_sources(profile: Profile, model_path: str | None) -> list[tuple[str, str]]:
+    """(hub id, "trained" or "base") for each model a run would fetch from the hub: the weights `model_path`
+    when it is not a folder, and the base model unless `model_path` is a full model folder or the base is built or
+    found here (nano, a GGUF package)."""
+    out = []
+    full_local = (
+        model_path is not None
+        and Path(model_path).is_dir()
+        and not (Path(model_path) / "adapter_config.json").is_file()
+    )
+    if model_path is not None and not Path(model_path).exists():
+        out.append((model_path, "trained"))
+    if (
+        not full_local
+        and profile.model not in _builders()
+        and not profile.gguf_file
+        and not Path(profile.model).exists()
+    ):
+        out.append((profile.model, "base"))
+    return out
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds `repo_id` (a model or an adapter); never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(
+        isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("config.json", "adapter_config.json")
+    )
+
+
+def _hub_unreachable() -> str | None:
+    """None when the hub may be used; else why not (offline mode, or no connection within 5 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 keeps the hub out of reach"
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+    except OSError as exc:
+        return f"the hub ({constants.ENDPOINT}) cannot be reached ({exc.strerror or exc})"
+    return None
+
+
+def check_hub_models(profile: Profile, model_path: str | None, options: dict[str, str]) -> None:
+    """Raise FileNotFoundError (one line) when a model the run needs is neither local nor in the Hugging Face cache
+    and the hub is out of reach, before anything loads. `options` names the CLI option that takes a local folder
+    instead: {"base": "--base-model", "trained": "--model"}."""
+    missing = [(repo, kind) for repo, kind in _hub_sources(profile, model_path) if not _in_hub_cache(repo)]
+    if not missing:
+        return
+    why = _hub_unreachable()
+    if why is None:
+        return
+    repo, kind = missing[0]
+    what = "base model" if kind == "base" else "trained weights"
+    verb, pronoun = ("is", "it") if kind == "base" else ("are", "them")
+    raise FileNotFoundError(
+        f"the {profile.name} profile's {what} {repo} {verb} not on this machine and {why}: pass a local folder "
+        f"holding {pronoun} with {options[kind]} PATH (or download {pronoun} once where the hub is reachable)"
+    )
+
+
 def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> str | None:
     """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named: this repo's GRPO output
     (`<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
@@ -169,7 +247,8 @@ def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> 
 
     if work_dir is not None and final(Path(work_dir)) is not None:  # an explicit work dir wins
         return str(final(Path(work_dir)))
-    found = [d for d in (final(REPO_ROOT / "runs" / "demo"), final(REPO_ROOT / "runs")) if d is not None]
+    runs = runs_dir()  # <checkout>/runs, or ./runs outside a checkout
+    found = [d for d in (final(runs / "demo"), final(runs)) if d is not None]
     if found:
         return str(max(found, key=lambda d: d.stat().st_mtime))
     return profile.released_weights

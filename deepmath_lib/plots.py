@@ -787,11 +787,11 @@ def make_all_figures(
     ``<results_root>/bench/sandbox.json`` (``deepmath bench sandbox``). Raises FileNotFoundError when there is no
     eval summary. A figure that fails is reported and skipped.
     """
-    from .paths import REPO_ROOT
+    from .paths import figures_dir as default_figures_dir
 
     prof = get_profile(profile)
     res = profile_results_dir(profile, results_root)
-    out = Path(figures_dir) if figures_dir is not None else REPO_ROOT / "figures"
+    out = Path(figures_dir) if figures_dir is not None else default_figures_dir()
     summary_path = res / "eval_summary.csv"
     if not summary_path.is_file():
         raise FileNotFoundError(

@@ -201,7 +201,7 @@ PROFILES: dict[str, Profile] = {
         # GRPO: the paper recipe's shape scaled to a laptop (README "smol"): LoRA r32/alpha16 rsLoRA, rewards
         # accuracy 0.1 + code 1.0, T 1.2 -> 0.7 over the run, 96-token rollouts, 2 prompts x 4 completions a step
         train_data="nano",
-        heldout_data="heldout200",  # committed before training: data/heldout/heldout200.jsonl
+        heldout_data="heldout200",  # committed before training: deepmath_lib/data/heldout/heldout200.jsonl
         train_steps=24,
         train_problems=2000,
         num_generations=4,

@@ -278,10 +278,11 @@ def write_summary(df: Any, path: str | os.PathLike) -> Path:
 
 
 def profile_results_dir(profile: str, results_root: str | os.PathLike | None = None) -> Path:
-    """``data/results/<profile>`` (or ``<results_root>/<profile>``), without creating it."""
-    from .paths import REPO_ROOT
+    """``<results_root>/<profile>``, without creating it; the default root is ``paths.results_root()``
+    (``data/results`` in a checkout, ``./runs/results`` from an installed wheel)."""
+    from .paths import results_root as default_root
 
-    root = Path(results_root) if results_root is not None else REPO_ROOT / "data" / "results"
+    root = Path(results_root) if results_root is not None else default_root()
     return root / profile
 
 

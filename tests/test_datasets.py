@@ -232,7 +232,8 @@ def test_smol_heldout_set_is_the_seeded_generator_split_and_disjoint_from_traini
     smol = get_profile("smol")
     held = heldout_problems(smol)
     committed = [
-        json.loads(line) for line in (REPO_ROOT / "data/heldout/heldout200.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (REPO_ROOT / "deepmath_lib/data/heldout/heldout200.jsonl").read_text().splitlines()
     ]
     assert len(held) == len(committed) == 200
     assert committed == generate_problems(200, split="heldout", seed=0)  # the file is what the seed gives

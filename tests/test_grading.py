@@ -264,7 +264,7 @@ def test_grade_stream_bad_rows(capsys):
         json.dumps({"gold": "1", "pred": "1"}),
         "{not json",
         json.dumps({"gold": "1"}),
-        json.dumps({"gold": 1, "pred": "1"}),
+        json.dumps({"gold": True, "pred": "1"}),  # a boolean is not a number in JSON
         json.dumps([1, 2]),
         json.dumps({"gold": "2", "pred": "\\boxed{2}"}),
     ]
@@ -281,6 +281,22 @@ def test_grade_stream_bad_rows(capsys):
     assert got[2]["gold"] == "1"  # the row is echoed back
     err = capsys.readouterr().err
     assert "line 2" in err and "line 3" in err and "line 4" in err and "line 5" in err
+
+
+def test_grade_stream_grades_numeric_golds_and_preds():
+    """JSONL datasets often store the gold as a number (`"gold": 2`): it is graded, and echoed back as given."""
+    rows = [
+        {"gold": 2, "pred": "so \\boxed{2}"},
+        {"gold": 2, "pred": "\\boxed{3}"},
+        {"gold": 0.5, "pred": "\\frac{1}{2}"},
+        {"gold": "56211", "pred": 56211},
+        {"gold": -7, "pred": -7.0},
+    ]
+    out = io.StringIO()
+    assert grade_stream(io.StringIO("".join(json.dumps(r) + "\n" for r in rows)), out) == 0
+    got = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["equal"] for r in got] == [True, False, True, True, True]
+    assert got[0]["gold"] == 2 and "error" not in got[0]
 
 
 def test_cli_grade_subprocess():

@@ -42,7 +42,7 @@ def test_trained_model_found_where_make_demo_and_train_put_it(tmp_path, monkeypa
     from deepmath_lib import models
 
     nano = get_profile("nano")
-    monkeypatch.setattr(models, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(models, "runs_dir", lambda: tmp_path / "runs")
     assert models.trained_model_path(nano) == nano.released_weights
     assert models.describe_weights(nano, nano.released_weights).startswith("GRPO-trained weights shipped")
     demo = tmp_path / "runs" / "demo" / "nano" / "grpo" / "final"
@@ -83,7 +83,7 @@ def test_solve_on_a_fresh_clone_uses_the_shipped_weights_and_computes_the_produc
     from deepmath_lib import models
     from deepmath_lib.cli import main
 
-    monkeypatch.setattr(models, "REPO_ROOT", tmp_path)  # no runs/demo or runs/: a fresh clone
+    monkeypatch.setattr(models, "runs_dir", lambda: tmp_path / "runs")  # no runs/demo or runs/: a fresh clone
     rc = main(["solve", "--profile", "nano", "What is 4821*37?", "--samples", "8"])
     out = capsys.readouterr().out
     assert rc == 0

@@ -273,8 +273,11 @@ def test_metrics_are_written_by_the_main_process_only(tmp_path):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "--profile", "nano", "--heldout", "-1"], "--heldout must be positive"),
-        (["train", "--profile", "nano", "--train-problems", "0"], "--train-problems must be positive"),
+        (["train", "--profile", "nano", "--heldout", "-1"], "argument --heldout: must be an integer >= 1"),
+        (
+            ["train", "--profile", "nano", "--train-problems", "0"],
+            "argument --train-problems: must be an integer >= 1",
+        ),
         (["bench", "rollouts", "--profile", "nano", "--backend", "openai"], "--base-url"),
         (["solve", "What is 1+1?", "--profile", "nano", "--backend", "openai"], "--base-url"),
         (["eval", "--profile", "nano", "--trained-model", "./no/such/dir"], "neither a folder nor a hub id"),

@@ -12,9 +12,12 @@ import platform
 import time
 from pathlib import Path
 
-from ..paths import REPO_ROOT
+from ..paths import results_root
 
-BENCH_DIR = REPO_ROOT / "data" / "results" / "bench"
+
+def bench_dir() -> Path:
+    """`<results root>/bench`: `data/results/bench` in a checkout, `./runs/results/bench` from a wheel."""
+    return results_root() / "bench"
 
 
 def conditions() -> dict:
@@ -47,7 +50,7 @@ def save(name: str, result: dict, out_dir: str | Path | None = None, cond: dict 
     `<out_dir>/<name>.json`; returns the path."""
     from ..results import atomic_write_json
 
-    path = Path(out_dir or BENCH_DIR) / f"{name}.json"
+    path = Path(out_dir or bench_dir()) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     cond = {**cond, "load_taken": "start"} if cond else conditions()
     return atomic_write_json({**result, "conditions": cond}, path)
@@ -57,7 +60,7 @@ def load(name: str, out_dir: str | Path | None = None) -> dict:
     """A stored benchmark result; FileNotFoundError names the command that makes it."""
     import json
 
-    path = Path(out_dir or BENCH_DIR) / f"{name}.json"
+    path = Path(out_dir or bench_dir()) / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no benchmark result at {path}; run `deepmath bench {name.split('_')[0]}`")
     return json.loads(path.read_text())

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import results_root as _results_root
 from . import core
 from .core import GUARD_LAYER, Sandbox, active_guards, missing_layers, parse_disable, sandbox_features
 
@@ -867,7 +868,8 @@ MODES: dict[str, tuple[str, ...]] = {
     "no privilege drop": ("privileges",),
     "all off": core.LAYERS,
 }
-LAYERS_JSON = Path(__file__).resolve().parents[2] / "data" / "results" / "sandbox_layers.json"
+# <results root>/sandbox_layers.json: data/results in a checkout (the README's table), ./runs/results from a wheel
+LAYERS_JSON = _results_root() / "sandbox_layers.json"
 
 
 def expected_stopped(guards, mode_guards) -> bool:

@@ -6,6 +6,10 @@ import argparse
 import os
 import sys
 
+from .paths import REPO_ROOT
+
+RUNS_ROOT = REPO_ROOT / "runs"  # ad-hoc runs write here; committed results change only when published
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault(
@@ -211,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="live training curves: trackio is local-first (`trackio show` opens them)",
     )
     p.add_argument(
-        "--results-root", default=None, help="where train_summary.json goes (default data/results)"
+        "--results-root",
+        default=str(RUNS_ROOT),
+        help="where <profile>/train_summary.json goes (default runs/; data/results/ is what `make demo` publishes)",
     )
     add_prompt(p)
     p.set_defaults(func=_cmd_train)
@@ -234,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder or hub id of the trained weights for grpo/deepmath (default: this repo's GRPO output, else the "
         "profile's released adapter)",
     )
-    p.add_argument("--results-root", default=None, help="default data/results")
+    p.add_argument(
+        "--results-root",
+        default=str(RUNS_ROOT),
+        help="where <profile>/ results go (default runs/; data/results/ is what `make demo` publishes)",
+    )
     add_backend(p)
     add_prompt(p)
     p.set_defaults(func=_cmd_eval)
@@ -283,9 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", nargs="+", default=None, metavar="NN", help="notebook prefixes, e.g. --only 01 03"
     )
-    p.add_argument("--params", default=None, help="papermill YAML (default params/<profile>.yaml)")
+    p.add_argument("--params", default=None, help="papermill overrides (default configs/<profile>.yaml)")
     p.add_argument(
-        "--publish", action="store_true", help="write the outputs back into notebooks/ (what GitHub shows)"
+        "--publish",
+        action="store_true",
+        help="write results to data/results/ and figures/ (committed) and nano's notebook outputs into notebooks/; "
+        "without it everything goes under runs/",
     )
     p.set_defaults(func=_cmd_pipeline)
     return parser

@@ -158,20 +158,14 @@ def check_weights_arg(value: str) -> None:
 
 
 def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> str | None:
-    """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named: this repo's GRPO output
-    (`<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
-    — `make demo` — and `runs/<profile>/grpo/final` — `deepmath train`), else the profile's released adapter,
-    else None."""
-
-    def final(root: Path) -> Path | None:
-        d = Path(root) / profile.name / "grpo" / "final"
-        return d if (d / "config.json").is_file() or (d / "adapter_config.json").is_file() else None
-
-    if work_dir is not None and final(Path(work_dir)) is not None:  # an explicit work dir wins
-        return str(final(Path(work_dir)))
-    found = [d for d in (final(REPO_ROOT / "runs" / "demo"), final(REPO_ROOT / "runs")) if d is not None]
-    if found:
-        return str(max(found, key=lambda d: d.stat().st_mtime))
+    """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named. The rule: the GRPO output
+    `<root>/<profile>/grpo/final` of the output root (`work_dir` when given, else `runs/`, where `deepmath train`
+    and `make demo` write), when it holds weights; else the profile's released weights (nano: the ones shipped with
+    the package); else None."""
+    root = Path(work_dir) if work_dir is not None else REPO_ROOT / "runs"
+    final = root / profile.name / "grpo" / "final"
+    if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():
+        return str(final)
     return profile.released_weights
 
 

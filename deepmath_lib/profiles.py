@@ -2,7 +2,7 @@
 
 Everything that differs between scales is a value here; the library never branches on the profile name.
 Notebooks and the CLI both call `get_profile(name, quick=..., **overrides)`; `None` overrides keep the profile's
-value, so `params/<profile>.yaml` can leave a knob at `null` to mean "the profile's full setting". `quick=True`
+value, so a papermill override file (`configs/<profile>.yaml`) can leave a knob at `null` to mean "the profile's full setting". `quick=True`
 applies the profile's `quick` settings first (the few-step, few-problem run nbval executes); `make demo` runs the
 full settings.
 """

@@ -118,8 +118,47 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
         steps = ", ".join(f"{nb} {_min_s(s)}" for nb, s in run["notebooks"].items())
         lines += [
             "",
-            f"`{demo}` took {_min_s(run['seconds'])} in all ({steps}; {_conditions(run['conditions'])}).",
+            f"`{demo}` took {_min_s(run['seconds'])} in all ({steps}; {conditions_text(run['conditions'])}).",
         ]
+    return "\n".join(lines)
+
+
+def headline_block(results_root: str | Path | None = None) -> str:
+    """The README's headline: the four configurations on nano, on smol and in the original's reported table, side by
+    side (accuracy and mean model tokens; the original's counts executor tokens too)."""
+    import pandas as pd
+
+    from .datasets import load_reference
+    from .results import profile_results_dir
+
+    cols, cells = [], {c: [] for c in CONFIG_LABELS}
+    for profile in ("nano", "smol"):
+        df = pd.read_csv(profile_results_dir(profile, results_root) / "eval_summary.csv")
+        k, n = int(df.k.iloc[0]), int(df.n_problems.iloc[0])
+        cols.append(f"{profile} ({'accuracy' if k == 1 else f'maj@{k}'}, {n} problems)")
+        for c in CONFIG_LABELS:
+            r = df[df.config == c].iloc[0]
+            cells[c].append(f"{r.maj_at_k:.1%} / {r.mean_len_model_tokens:.0f}")
+    ref = load_reference()
+    for dataset, label in (("aime2025", "AIME 2025"), ("math500", "MATH-500")):
+        cols.append(f"original, {label} (maj@16)")
+        for c in CONFIG_LABELS:
+            r = ref[(ref.dataset == dataset) & (ref.config == c)].iloc[0]
+            cells[c].append(f"{r.maj_at_16:.1%} / {r.mean_tokens:,.0f}")
+    lines = [
+        "| config | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+        *(f"| {CONFIG_LABELS[c]} | " + " | ".join(v) + " |" for c, v in cells.items()),
+        "",
+    ]
+    for profile in ("nano", "smol"):
+        t = json.loads((profile_results_dir(profile, results_root) / "train_summary.json").read_text())
+        lines.append(
+            f"- GRPO on {profile} ({t['steps']} steps), paired on {t['heldout_problems']} held-out problems: accuracy "
+            f"{t['accuracy_before']:.1%} → {t['accuracy_after']:.1%} ({_points(t['accuracy_diff'], *t['accuracy_diff_ci'])}, "
+            f"McNemar {_p(t['accuracy_diff_p'])}), code use {t['code_use_rate_before']:.1%} → "
+            f"{t['code_use_rate_after']:.1%}."
+        )
     return "\n".join(lines)
 
 
@@ -302,113 +341,6 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
     return "\n\n".join(out)
 
 
-def smol_kinds_block(results_root: str | Path | None = None) -> str:
-    """smol per problem kind on validation problems: what the untrained model reaches when it samples
-    (scripts/smol_reach.py) beside greedy accuracy before and after GRPO (scripts/smol_by_kind.py)."""
-    from .results import profile_results_dir
-
-    root = profile_results_dir("smol", results_root)
-    reach = json.loads((root / "val_reach.json").read_text())
-    greedy = json.loads((root / "val_by_kind.json").read_text())
-    runs = [w for w in greedy if isinstance(greedy[w], dict) and "by_kind" in greedy[w]]
-    labels = {w: w for w in runs}
-    more = root / "more_samples"  # scripts/smol_more_samples.py: GRPO with more trajectories per problem
-    extra = None
-    if (more / "val_by_kind.json").exists() and (more / "train_summary.json").exists():
-        extra = json.loads((more / "train_summary.json").read_text())
-        greedy = {**greedy, "more": json.loads((more / "val_by_kind.json").read_text())["after"]}
-        runs.append("more")
-        labels["more"] = f"after GRPO with {extra['num_generations']} per problem"
-    samp = reach["sampling"]
-    head = (
-        f"| kind | problems | untrained, sampled: correct samples | solved by any of {reach['samples']} | "
-        + " | ".join(f"greedy, {labels[w]}: correct (code)" for w in runs)
-        + " |"
-    )
-    lines = [
-        f"Validation problems ({greedy['problems']}; neither training nor held-out), {reach['n']} problems. Sampled: "
-        f"the untrained model, {reach['samples']} samples per problem at T {samp['temperature']} / top_p "
-        f"{samp['top_p']} / top_k {samp['top_k']}, {samp['max_model_tokens']} tokens. Greedy: the held-out "
-        "check's sampling, before and after GRPO (and any checkpoints `smol_by_kind.py --also` checked).",
-        "",
-        head,
-        "|---" * (4 + len(runs)) + "|",
-    ]
-    for kind, k in reach["by_kind"].items():
-        cells = []
-        for w in runs:
-            g = greedy[w]["by_kind"].get(kind, {"n": 0, "correct": 0, "code": 0})
-            cells.append(f"{g['correct']}/{g['n']} ({g['code']})")
-        lines.append(
-            f"| {kind} | {k['problems']} | {k['correct']}/{k['samples']} | {k['solved']}/{k['problems']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    total = [f"{greedy[w]['accuracy']:.1%}" for w in runs]
-    lines.append(f"| all | {reach['n']} | | | " + " | ".join(total) + " |")
-    if extra is not None:
-        t = extra["step_time_s"]
-        lines += [
-            "",
-            f"The last column: `python scripts/smol_more_samples.py` (then `smol_by_kind.py --out "
-            f"data/results/smol/more_samples`), the same recipe with {extra['num_generations']} trajectories per "
-            f"problem instead of 4, {extra['prompts_per_step']} problems x {extra['num_generations']} per step, "
-            f"{extra['steps']} steps, {_min_s(extra['train_wall_time_s'])} of training (a step: {t['step_s']:.0f} s, "
-            f"rollouts {t['rollout_s']:.0f} s, forward + backward + optimizer {t['optimizer_s']:.0f} s).",
-        ]
-    from .evaluate import engine_fingerprint
-    from .profiles import get_profile
-
-    now = engine_fingerprint(get_profile("smol"))
-    older = [
-        what
-        for what, rec in (
-            ("the sampled columns", reach),
-            ("the greedy columns", json.loads((root / "val_by_kind.json").read_text())),
-            ("the last column", json.loads((more / "val_by_kind.json").read_text()) if extra else None),
-        )
-        if rec is not None and rec.get("engine") != now
-    ]
-    if older:
-        lines += [
-            "",
-            f"Generation engine: {' and '.join(older)} {'was' if len(older) == 1 else 'were'} measured with an "
-            f"earlier version of the batching engine than today's ({now}), so the same command may now sample "
-            "other tokens.",
-        ]
-    return "\n".join(lines)
-
-
-def nano_copy_block(results_root: str | Path | None = None) -> str:
-    """How nano copies numbers, before and after GRPO (scripts/nano_copy.py writes data/results/nano/copy.json)."""
-    from .results import profile_results_dir
-
-    rec = json.loads((profile_results_dir("nano", results_root) / "copy.json").read_text())
-    by = {m["model"]: m for m in rec["models"]}
-    base, grpo = by["nano-base"], by["nano-grpo"]
-
-    def digits(m: dict, d: str) -> str:
-        tool, copied = m["copies_by_output_digits"].get(d, [0, 0])
-        return f"{copied}/{tool}"
-
-    s = rec["sampling"]
-    return (
-        f"nano's weakest step is copying. On {rec['problems']}, {rec['samples']} samples each at the eval "
-        f"sampling (T {s['temperature']}, top_p {s['top_p']}), `python scripts/nano_copy.py "
-        "deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo` (writes `data/results/nano/copy.json`): "
-        f"its snippets compute the right product in {base['snippet_right_of_code']:.0%} of tool trajectories before "
-        f"GRPO and {grpo['snippet_right_of_code']:.0%} after, but its box repeats the printed output in only "
-        f"{base['answer_copies_output_of_code']:.0%} and {grpo['answer_copies_output_of_code']:.0%} (six-digit "
-        f"outputs {digits(base, '6')} and {digits(grpo, '6')}, five-digit ones {digits(base, '5')} and "
-        f"{digits(grpo, '5')}). It copies rather than computes: teacher-forced on the {base['teacher_forced_n']} "
-        "six-digit products, with the output's second number token replaced by a random one, the box follows the "
-        f"output ({base['second_token_copied_counterfactual']:.0%} before, "
-        f"{grpo['second_token_copied_counterfactual']:.0%} after; {base['second_token_copied']:.0%} and "
-        f"{grpo['second_token_copied']:.0%} with the true output) and predicts the true product's token in "
-        f"{base['second_token_guesses_true']:.0%} and {grpo['second_token_guesses_true']:.0%}."
-    )
-
-
 def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
     """A stored benchmark record, or None when that benchmark has not been run."""
     from .bench import load
@@ -419,7 +351,8 @@ def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
         return None
 
 
-def _conditions(c: dict) -> str:
+def conditions_text(c: dict) -> str:
+    """The machine and load a measurement was taken under, in words."""
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
     # records without the mark had their conditions taken when the result was saved
     when = " at the start" if c.get("load_taken") == "start" else ""
@@ -452,7 +385,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
     lat = sb["latency_ms"]
     lines = [
         f"`deepmath bench sandbox` — median milliseconds per snippet, side by side in one run ({sb['repeats']} "
-        f"repeats; {_conditions(sb['conditions'])}):",
+        f"repeats; {conditions_text(sb['conditions'])}):",
         "",
         "| snippet | " + " | ".join(EXECUTORS[e] for e in lat) + " |",
         "|---" * (len(lat) + 1) + "|",
@@ -471,7 +404,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         "",
         f"`deepmath bench grading` — {gr['n']:,} answers (bare answers and whole solutions, boxed, several boxes or "
         f"none) graded in a fresh process in {gr['seconds']:.1f} s, {gr['rows_per_s']:.0f} per second (goal: "
-        f"8,000 in under 60 s; {_conditions(gr['conditions'])}).",
+        f"8,000 in under 60 s; {conditions_text(gr['conditions'])}).",
     ]
     for name in (
         "rollouts_nano_transformers",
@@ -535,7 +468,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         lines += [
             "",
             f"**{r['speedup']:.2f}x** concurrent over one at a time{goal_x}; the loop reaches "
-            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({_conditions(r['conditions'])}).{ceiling}",
+            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({conditions_text(r['conditions'])}).{ceiling}",
         ]
         if "concurrent_steps" in r:  # where the batch's rows went (stored since the engine counts them)
             mean = r["concurrent_model_tokens"] / r["concurrent_trajectories"]
@@ -577,15 +510,6 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
                     "lifecycle is lost in the run-to-run noise."
                 ),
             ]
-    gb = _stored("generate_batch_nano", bench_dir)
-    if gb is not None:
-        lines += [
-            "",
-            f"`python scripts/generate_batch_check.py` — transformers' own continuous batching (`generate_batch`, a "
-            f"paged cache) against plain batched `generate`, nano, the same {gb['rows']} prompts, greedy, "
-            f"{gb['new_tokens_per_row']} new tokens per row: {gb['generate_batch_model_tokens_per_s']:,.0f} against "
-            f"{gb['generate_model_tokens_per_s']:,.0f} model tokens/s ({_conditions(gb['conditions'])}).",
-        ]
     return "\n".join(lines)
 
 
@@ -626,7 +550,7 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
     test, demo = r["steps"]["make_test"], r["steps"].get("make_demo")
     lines = [
         f"Measured by `python scripts/fresh_clone.py --demo` on a fresh clone of commit {r['commit'][:10]} "
-        f"({_conditions(r['conditions'])}):",
+        f"({conditions_text(r['conditions'])}):",
         "",
         f"- `CI=true make test`: {_min_s(test['seconds'])} from nothing (the installs, the vLLM CPU build, then the "
         f"tests): {'; '.join(test['pytest'])}.",
@@ -666,7 +590,7 @@ def space_block(bench_dir: str | Path | None = None) -> str:
         + ("**leaked**" if r["secret_leaked"] else "in no response")
         + f"; the app's RSS was {r['rss_mb_before']} MB before, {r['rss_mb_peak']} MB at its peak and "
         f"{r['rss_mb_after']} MB after, with {r['processes_after']} processes below it after the load "
-        f"({r['processes_before']} before) ({_conditions(r['conditions'])})."
+        f"({r['processes_before']} before) ({conditions_text(r['conditions'])})."
     )
 
 
@@ -861,6 +785,7 @@ def fidelity_block(profile=None) -> str:
 
 
 BLOCKS = {
+    "headline": headline_block,
     "gpu": gpu_block,
     "results": results_block,
     "results_smol": lambda: results_block("smol"),
@@ -868,8 +793,6 @@ BLOCKS = {
     "comparisons_smol": lambda: comparisons_block("smol"),
     "conclusion": conclusion_block,
     "conclusion_smol": lambda: conclusion_block("smol"),
-    "smol_kinds": smol_kinds_block,
-    "nano_copy": nano_copy_block,
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,
@@ -879,42 +802,88 @@ BLOCKS = {
 }
 
 
-def render(readme: str) -> str:
-    """The README text with every known block regenerated."""
-    for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(readme):
-            raise ValueError(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-        block = make()
-        readme = pattern.sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(2), readme)
-    return readme
+DOCS = ["README.md", "docs/*.md"]  # the files whose blocks `deepmath report` fills, relative to the repo root
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+def experiment_blocks(root: str | Path | None = None) -> dict:
+    """Blocks that experiments provide: each `experiments/<name>/block.py` with a `render()` fills the block
+    `<name>`. The library names no experiment; it only looks for that file."""
+    import importlib
+
+    root = Path(root or EXPERIMENTS_DIR)
+    found = {}
+    for path in sorted(root.glob("*/block.py")):
+        if str(root.parent) not in sys.path:  # experiments import each other as the `experiments` package
+            sys.path.insert(0, str(root.parent))
+        module = importlib.import_module(f"{root.name}.{path.parent.name}.block")
+        found[path.parent.name] = module.render
+    return found
+
+
+def all_blocks() -> dict:
+    """Every block name and the function that makes it: the library's own, then the experiments'."""
+    return {**BLOCKS, **experiment_blocks()}
+
+
+MARKER = re.compile(r"<!-- (\w+):start -->\n.*?<!-- \1:end -->", re.S)
+
+
+def render(text: str, blocks: dict | None = None) -> str:
+    """`text` with each of its `<!-- NAME:start -->` … `<!-- NAME:end -->` blocks regenerated; a block whose name
+    no source makes raises ValueError."""
+    blocks = all_blocks() if blocks is None else blocks
+    made: dict[str, str] = {}
+
+    def fill(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in blocks:
+            raise ValueError(f"no source makes the block {name!r}")
+        if name not in made:
+            made[name] = blocks[name]()
+        return f"<!-- {name}:start -->\n{made[name]}\n<!-- {name}:end -->"
+
+    return MARKER.sub(fill, text)
+
+
+def doc_files(root: str | Path | None = None) -> list[Path]:
+    """README.md and docs/*.md, the pages `deepmath report` fills."""
+    root = Path(root or REPO_ROOT)
+    return [p for pattern in DOCS for p in sorted(root.glob(pattern))]
 
 
 def report_main(check: bool = False, readme: str | Path | None = None) -> int:
-    path = Path(readme or REPO_ROOT / "README.md")
+    """Fill every block of README.md and docs/*.md (or of `readme` alone) from the stored results; with `check`,
+    exit 1 when a page differs and write nothing. Every block a source makes must appear on some page."""
+    paths = [Path(readme)] if readme else doc_files()
+    blocks = all_blocks()
     try:
-        old = path.read_text()
-        new = render(old)
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-    ) as exc:  # no README, a block missing, a results file missing or malformed
+        pages = {path: path.read_text() for path in paths}
+        new = {path: render(text, blocks) for path, text in pages.items()}
+        if readme is None:
+            shown = {m.group(1) for text in pages.values() for m in MARKER.finditer(text)}
+            missing = sorted(set(blocks) - shown)
+            if missing:
+                raise ValueError(f"blocks on no page: {', '.join(missing)}")
+    except (OSError, ValueError, KeyError) as exc:  # a page or block missing, a results file missing or malformed
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    changed = [path for path in paths if new[path] != pages[path]]
     if check:
-        if new != old:
+        for path in changed:
             print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
+        if changed:
             return 1
-        print(f"{path}: up to date")
+        print(f"{len(paths)} page(s) up to date")
         return 0
-    path.write_text(new)
-    print(f"{path}: {'rewritten' if new != old else 'already up to date'}")
+    for path in changed:
+        path.write_text(new[path])
+        print(f"{path}: rewritten")
+    print(f"{len(paths)} page(s), {len(changed)} rewritten")
     from .plots import plot_profiles
 
-    fig = plot_profiles(
-        None, path.parent / "figures"
-    )  # the profiles side by side, from the same stored results
+    figures = (Path(readme).parent if readme else REPO_ROOT) / "figures"
+    fig = plot_profiles(None, figures)  # the profiles side by side, from the same stored results
     if fig is not None:
         print(f"{fig}: redrawn")
     return 0

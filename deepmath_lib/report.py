@@ -15,6 +15,14 @@ from .paths import REPO_ROOT
 from .tables import CONFIG_LABELS
 
 
+TEMPLATES_DIR = REPO_ROOT / "docs" / "templates"
+
+
+def fill(template: str, **values) -> str:
+    """`docs/templates/<template>.md` with its `{fields}` filled from `values` (`str.format`; `{{` for a brace)."""
+    return (TEMPLATES_DIR / f"{template}.md").read_text().rstrip("\n").format(**values)
+
+
 def gpu_block(path: str | Path | None = None) -> str:
     """The GPU check's figures (scripts/gpu_check.py's JSON line, stored under data/results/paper/)."""
     path = Path(path or REPO_ROOT / "data" / "results" / "paper" / "gpu_check_h200.json")
@@ -595,11 +603,11 @@ def space_block(bench_dir: str | Path | None = None) -> str:
 
 
 def fidelity_block(profile=None) -> str:
-    """The fidelity table: the original's settings (IntelLabs/DeepMath at 278bb58: `configs/training.yaml`,
-    `deep_math/models.py`, `deep_math/rewards.py`, `example.sh`), beside the paper profile's own values, read from
-    the profile (`profile` replaces it in tests), and why each deviation is kept."""
+    """The fidelity table (`docs/templates/fidelity.md`): the original's settings (IntelLabs/DeepMath at 278bb58:
+    `configs/training.yaml`, `deep_math/models.py`, `deep_math/rewards.py`, `example.sh`) and why each deviation is
+    kept, beside the paper profile's own values, read from the profile (`profile` replaces it in tests)."""
     from .profiles import get_profile
-    from .prompts import ORIGINAL_COMMIT, ORIGINAL_NAMES
+    from .prompts import ORIGINAL_COMMIT
 
     p = profile or get_profile("paper")
     tr, ev = p.train_sampling, p.eval_sampling
@@ -613,175 +621,39 @@ def fidelity_block(profile=None) -> str:
         if p.prompt == "original"
         else f"`prompt` = `{p.prompt}`: the instruction and solved examples of `deepmath_lib/prompts.py`"
     )
-    sync = "on" if p.sync_ref_model else "off"
-    rows = [
-        (
-            "model; weights of Baseline / +Agent",
-            "Qwen3-4B-Thinking-2507; base",
-            f"`{p.model}`; base, no adapter",
-            "",
-        ),
-        (
-            "prompt",
-            f"system: `{ORIGINAL_NAMES['system']}` formatted with `deep_math/fewshot.txt`; user: "
-            f'`{ORIGINAL_NAMES["user"]}` ("Question: {{question}}"); Baseline and +GRPO: '
-            f"`{ORIGINAL_NAMES['baseline']}`",
-            prompt,
-            "the instruction is `agent_math_instruction`, the one its training configuration names (so the released "
-            "adapter learned it); its `example.sh` names `agent_math_instruction_2`, which its `prompts.py` does not "
-            "define",
-        ),
-        (
-            "agent",
-            "≤ 50 steps, ≤ 3,000 tokens per step (`max_completion_length: 3000`), 20 s per snippet",
-            f"`max_calls` {p.max_calls}, `max_tokens_per_step` {p.max_tokens_per_step:,}, `sandbox_timeout` "
-            f"{p.sandbox_timeout:g} s",
-            "",
-        ),
-        (
-            "rollout budget",
-            "5,000 generated tokens (`max_agent_output`; executor output not counted)",
-            f"{tr.max_model_tokens:,} generated tokens (executor output not counted)",
-            "",
-        ),
-        (
-            "prompt length (GRPO)",
-            "`max_prompt_length: 2048`: TRL 0.17 keeps a longer prompt's last 2,048 tokens",
-            f"`max_prompt_length` {p.max_prompt_length:,}"
-            if p.max_prompt_length
-            else "`max_prompt_length` none: every prompt whole",
-            "the cut falls on the start of the system instruction; TRL 1.16 cuts nothing; the setting reproduces it",
-        ),
-        (
-            "training length",
-            "one epoch (`num_train_epochs: 1`, `max_steps: -1`) over the file less a dev split of 150 "
-            '(`dev_split: 150`, never evaluated: `eval_strategy: "no"`); a checkpoint every 20 steps',
-            f"`train_steps` {p.train_steps:,} over at most {p.train_problems:,} deduplicated problems; no dev split; "
-            f"a checkpoint every {p.save_steps} steps",
-            "an epoch is one step per 4 rows of the file, which repeats each problem; the temperature schedule ends "
-            "at step 1,000, and which checkpoint became `Intel/deepmath-v1` is not stated; the dev split only kept "
-            "150 problems out of training",
-        ),
-        (
-            "LoRA",
-            "r32, α16, rsLoRA, all linear layers, dropout 0.1",
-            f"r{p.lora_r}, α{p.lora_alpha}, {'rsLoRA' if p.use_rslora else 'no rsLoRA'}, all linear layers, "
-            f"dropout {p.lora_dropout:g}",
-            "",
-        ),
-        (
-            "optimiser",
-            "`adamw_torch_fused`, lr 1e-6, cosine, warmup 0.1, weight decay 0.001",
-            f"`{p.optim}`, lr {p.learning_rate:.0e}".replace("e-0", "e-")
-            + f", {p.lr_scheduler}, warmup {p.warmup_ratio:g}, weight decay "
-            f"{p.weight_decay:g}",
-            "",
-        ),
-        (
-            "GRPO loss",
-            "`bnpo`, `epsilon_high` 0.4, KL β 0.04 (TRL 0.17's default, which it ran)",
-            f"`{p.loss_type}`, `epsilon_high` {p.epsilon_high}, β {p.beta:g}",
-            "",
-        ),
-        (
-            "reference-model sync",
-            "`sync_ref_model: true`, `ref_model_mixup_alpha: 0.4`, `ref_model_sync_steps: 300`",
-            f"`sync_ref_model` {sync}; α {p.ref_model_mixup_alpha:g}, every {p.ref_model_sync_steps} steps when on",
-            "with LoRA, TRL 0.17 keeps no reference copy (the reference is the model with its adapter off) and its "
-            "sync callback skips a missing one, so the setting changed nothing there; TRL 1.16 refuses it with LoRA",
-        ),
-        (
-            "batch",
-            "4 generations per prompt, 16 completions per optimiser step",
-            f"{p.num_generations} generations per prompt, {p.prompts_per_step * p.num_generations} completions per "
-            "step on any GPU count",
-            "gradient accumulation is derived from the world size (`grpo.batch_shape`)",
-        ),
-        (
-            "sampling (train)",
-            "T 1.2 → 0.7 linearly over 1,000 steps, top_p 0.8, top_k 50",
-            f"T {p.temperature_start:g} → {p.temperature_end:g} over {p.temperature_steps:,} steps, top_p "
-            f"{tr.top_p:g}, top_k {tr.top_k}; the schedule also reaches the training log-probs",
-            "",
-        ),
-        (
-            "rewards",
-            "accuracy (math-verify) 0.1, code use 1.0; code use pays for any `<tool_call>…</tool_call>` in the "
-            "completion (`code_format_reward`)",
-            f"accuracy {p.reward_weights[0]}, code use {p.reward_weights[1]}; `code_reward` = "
-            f"`{p.code_reward}`: {code_rule}",
-            "nano and smol keep `ran`, with which their committed results were made",
-        ),
-        (
-            "seed, data",
-            "42; `fastragdev/openmathreasoning-tir` (`problem`, `answer`)",
-            f"{p.seed}; `{p.train_data}`, deduplicated and shuffled with the seed",
-            "the file repeats problems in order",
-        ),
-        (
-            "sampling (eval)",
-            "T 0.6, top_p 0.95, top_k 20, 16 samples, 20k tokens",
-            f"T {ev.temperature:g}, top_p {ev.top_p:g}, top_k {ev.top_k}, {p.eval_samples} samples, "
-            f"{ev.max_model_tokens:,} tokens",
-            "",
-        ),
-        (
-            "context (eval)",
-            "vLLM `max_model_len` 50,000 on the agent path (`deep_math/models.py`)",
-            f"`max_model_len` {p.max_model_len:,}, every configuration",
-            "",
-        ),
-        (
-            "importance sampling of vLLM log-probs",
-            "none (TRL 0.17 had none)",
-            "off while top-k / top-p filter the sampling (the paper's case); on otherwise",
-            "vLLM's `processed_logprobs` are after top-k/top-p, the trainer's are not: each token's ratio is below 1 "
-            "and TRL's default `sequence_mask` multiplies them over 5,000 tokens, so an unchanged policy's weight "
-            "collapses towards 0",
-        ),
-        (
-            "executor tokens",
-            "trained on",
-            "masked out of the loss (`env_mask`)",
-            "they are not the model's actions",
-        ),
-        (
-            "sandbox",
-            "smolagents' AST interpreter, variables lost between snippets",
-            "OS-level process sandbox, variables persist",
-            "the original's is escapable; its prompt assumes persistence",
-        ),
-        (
-            "answers",
-            "math-verify's default extraction over the whole completion",
-            "one extraction rule over the model's own prose (see Grading)",
-            "executor output must not supply the answer",
-        ),
-        (
-            "trajectories in flight",
-            "one",
-            f"many (`concurrency` {p.concurrency}, vLLM batches them)",
-            "speed; same samples in distribution",
-        ),
-        (
-            "output length",
-            "model + executor tokens",
-            "both: `mean_len_total_tokens` (the original's figure) and `mean_len_model_tokens`",
-            "compare like with like",
-        ),
-        (
-            "error bars; HLE subset",
-            "none; unspecified",
-            "bootstrap 95% CIs; math, exact-match, text-only",
-            "",
-        ),
-    ]
-    lines = [
-        f'| setting | original (IntelLabs/DeepMath at {ORIGINAL_COMMIT}) | ours (`get_profile("{p.name}")`) | why |',
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(lines)
+    return fill(
+        "fidelity",
+        commit=ORIGINAL_COMMIT,
+        name=p.name,
+        model=f"`{p.model}`; base, no adapter",
+        prompt=prompt,
+        agent=f"`max_calls` {p.max_calls}, `max_tokens_per_step` {p.max_tokens_per_step:,}, `sandbox_timeout` "
+        f"{p.sandbox_timeout:g} s",
+        budget=f"{tr.max_model_tokens:,} generated tokens (executor output not counted)",
+        prompt_length=f"`max_prompt_length` {p.max_prompt_length:,}"
+        if p.max_prompt_length
+        else "`max_prompt_length` none: every prompt whole",
+        training_length=f"`train_steps` {p.train_steps:,} over at most {p.train_problems:,} deduplicated problems; "
+        f"no dev split; a checkpoint every {p.save_steps} steps",
+        lora=f"r{p.lora_r}, α{p.lora_alpha}, {'rsLoRA' if p.use_rslora else 'no rsLoRA'}, all linear layers, "
+        f"dropout {p.lora_dropout:g}",
+        optimiser=f"`{p.optim}`, lr {p.learning_rate:.0e}".replace("e-0", "e-")
+        + f", {p.lr_scheduler}, warmup {p.warmup_ratio:g}, weight decay {p.weight_decay:g}",
+        loss=f"`{p.loss_type}`, `epsilon_high` {p.epsilon_high}, β {p.beta:g}",
+        ref_sync=f"`sync_ref_model` {'on' if p.sync_ref_model else 'off'}; α {p.ref_model_mixup_alpha:g}, every "
+        f"{p.ref_model_sync_steps} steps when on",
+        batch=f"{p.num_generations} generations per prompt, {p.prompts_per_step * p.num_generations} completions "
+        "per step on any GPU count",
+        train_sampling=f"T {p.temperature_start:g} → {p.temperature_end:g} over {p.temperature_steps:,} steps, top_p "
+        f"{tr.top_p:g}, top_k {tr.top_k}; the schedule also reaches the training log-probs",
+        rewards=f"accuracy {p.reward_weights[0]}, code use {p.reward_weights[1]}; `code_reward` = `{p.code_reward}`: "
+        f"{code_rule}",
+        seed_data=f"{p.seed}; `{p.train_data}`, deduplicated and shuffled with the seed",
+        eval_sampling=f"T {ev.temperature:g}, top_p {ev.top_p:g}, top_k {ev.top_k}, {p.eval_samples} samples, "
+        f"{ev.max_model_tokens:,} tokens",
+        context=f"`max_model_len` {p.max_model_len:,}, every configuration",
+        in_flight=f"many (`concurrency` {p.concurrency}, vLLM batches them)",
+    )
 
 
 BLOCKS = {

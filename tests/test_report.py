@@ -49,7 +49,7 @@ def test_readme_is_short():
 
 def test_check_fails_on_a_hand_edited_block(tmp_path, capsys):
     copy = tmp_path / "README.md"
-    copy.write_text((REPO_ROOT / "README.md").read_text().replace("peak ", "peak 1", 1))
+    copy.write_text((REPO_ROOT / "README.md").read_text().replace("| DeepMath | ", "| DeepMath | 1", 1))
     assert report_main(check=True, readme=copy) == 1
     assert "differs" in capsys.readouterr().err
     assert report_main(readme=copy) == 0 and report_main(check=True, readme=copy) == 0
@@ -192,7 +192,7 @@ def test_conditions_say_at_the_start_only_when_taken_before_the_run(tmp_path):
     import json
 
     from deepmath_lib.bench import conditions, save
-    from deepmath_lib.report import _conditions
+    from deepmath_lib.report import conditions_text as _conditions
 
     before = conditions()
     save("early", {"x": 1}, tmp_path, cond=before)  # what `deepmath bench` does: taken before the run

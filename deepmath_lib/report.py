@@ -67,9 +67,16 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     sampling = "greedy" if s.temperature == 0 else f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}"
     data = ", ".join(dataset_label(d) for d in dict.fromkeys(df.dataset))
     lines = [
-        f"Measured by `{demo}` on a 2-core CPU (no GPU): {n} problems ({data}) x {k} sample{'s' * (k > 1)}, "
-        f"{sampling}, {s.max_model_tokens} generated tokens; 95% bootstrap intervals over problems. Total tokens "
-        "count model and executor tokens (the original's figure).",
+        fill(
+            "results",
+            demo=demo,
+            n=n,
+            data=data,
+            k=k,
+            plural="s" * (k > 1),
+            sampling=sampling,
+            tokens=s.max_model_tokens,
+        ),
         "",
     ]
     if k > 1:
@@ -97,28 +104,19 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     train = root / "train_summary.json"
     if train.is_file():
         t = json.loads(train.read_text())
-        ab, aa = t["accuracy_ci_before"], t["accuracy_ci_after"]
-        cb, ca = t["code_use_ci_before"], t["code_use_ci_after"]
-        lines += [
-            "",
-            f"GRPO ({t['steps']} steps, {t['prompts_per_step']} prompts x {t['num_generations']} agent trajectories "
-            f"per step, {t['train_wall_time_s']:.0f} s of training) on {t['heldout_problems']} held-out problems, "
-            f"same sampling before and after: code use {t['code_use_rate_before']:.1%} [{cb[0]:.1%}, {cb[1]:.1%}] → "
-            f"{t['code_use_rate_after']:.1%} [{ca[0]:.1%}, {ca[1]:.1%}], accuracy {t['accuracy_before']:.1%} "
-            f"[{ab[0]:.1%}, {ab[1]:.1%}] → {t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
-            f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
-        ]
+        cis = {
+            "ab": t["accuracy_ci_before"],
+            "aa": t["accuracy_ci_after"],
+            "cb": t["code_use_ci_before"],
+            "ca": t["code_use_ci_after"],
+        }
+        lines += ["", fill("results_grpo", **t, **cis)]
         metrics = root / "train_metrics.csv"
         cols = list(STEP_TIME_COLUMNS)
         log = pd.read_csv(metrics) if metrics.is_file() else None
         if log is not None and all(c in log for c in cols) and log[cols].notna().all().all():
             # the median step: robust to a step slowed by other work on the machine
-            st = log[cols].median()
-            lines[-1] += (
-                f" Where a step's time goes (median of {len(log)} steps): {st.step_s:.1f} s in all, rollouts "
-                f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "
-                f"{st.optimizer_s:.1f} s."
-            )
+            lines[-1] += " " + fill("results_step_time", steps=len(log), **log[cols].median())
     run = _stored(
         f"demo_{profile}"
     )  # the pipeline's own record of its last run (deepmath pipeline stores it)
@@ -210,12 +208,9 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
     k = int(df.k.min())
     n = int(df.n_problems.min())
     acc = "accuracy" if k == 1 else f"maj@{k}"
+    mean_test = f", the mean@{k} ones sign-flip permutation tests" if k > 1 else ""
     lines = [
-        f"Paired comparisons on the same {n} problems (`{COMPARISONS_FILE}`, written by `deepmath eval`): each "
-        "difference is the first configuration minus the second, per problem, with a paired bootstrap 95% interval "
-        f"(problems resampled as above); the {acc} p-values are exact McNemar tests"
-        + (f", the mean@{k} ones sign-flip permutation tests" if k > 1 else "")
-        + f", Holm-adjusted over the table's {len(df)} comparisons. Tokens: mean per trajectory.",
+        fill("comparisons", n=n, file=COMPARISONS_FILE, acc=acc, mean_test=mean_test, count=len(df)),
         "",
     ]
     if k > 1:
@@ -251,24 +246,24 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
     train = root / "train_summary.json"
     t = json.loads(train.read_text()) if train.is_file() else {}
     if "accuracy_diff" in t:
-        ga, gc = t["accuracy_changed"], t["code_use_changed"]
-        lines += [
-            "",
-            f"GRPO's before/after check, paired on its {t['heldout_problems']} held-out problems "
-            f"(`train_summary.json`, outcomes per problem in `heldout_check.csv`; {t['paired_source']}): "
-            f"accuracy {_points(t['accuracy_diff'], *t['accuracy_diff_ci'])} ({ga['gained']} problems gained, "
-            f"{ga['lost']} lost; McNemar {_p(t['accuracy_diff_p'])}), code use "
-            f"{_points(t['code_use_diff'], *t['code_use_diff_ci'])} ({gc['gained']} gained, {gc['lost']} lost; "
-            f"{_p(t['code_use_diff_p'])}), model tokens {_tokens(t['model_tokens_diff'], *t['model_tokens_diff_ci'])} "
-            f"(sign-flip {_p(t['model_tokens_diff_p'], sampled=True)}).",
-        ]
+        paired = fill(
+            "comparisons_grpo",
+            heldout_problems=t["heldout_problems"],
+            paired_source=t["paired_source"],
+            acc_diff=_points(t["accuracy_diff"], *t["accuracy_diff_ci"]),
+            ga=t["accuracy_changed"],
+            acc_p=_p(t["accuracy_diff_p"]),
+            code_diff=_points(t["code_use_diff"], *t["code_use_diff_ci"]),
+            gc=t["code_use_changed"],
+            code_p=_p(t["code_use_diff_p"]),
+            tok_diff=_tokens(t["model_tokens_diff"], *t["model_tokens_diff_ci"]),
+            tok_p=_p(t["model_tokens_diff_p"], sampled=True),
+        )
+        lines += ["", paired]
         stored = round(t["mean_model_tokens_after"] - t["mean_model_tokens_before"], 1)
         if abs(stored - t["model_tokens_diff"]) > 0.05:  # the outcomes are not the check's own run
-            lines[-1] += (
-                f" The check itself, run in training, counted {t['mean_model_tokens_before']:.1f} → "
-                f"{t['mean_model_tokens_after']:.1f} model tokens ({stored:+.1f}): its accuracies and code use "
-                "match these samples, its lengths differ slightly."
-            )
+            before, after = t["mean_model_tokens_before"], t["mean_model_tokens_after"]
+            lines[-1] += " " + fill("comparisons_grpo_lengths", before=before, after=after, stored=stored)
     return "\n".join(lines)
 
 
@@ -324,9 +319,18 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
         )
         g = t["accuracy_changed"]
         out.append(
-            f"**On the same {t['heldout_problems']} held-out problems, GRPO {acc}: {_points(d, lo, hi)} "
-            f"({g['gained']} problems gained, {g['lost']} lost; McNemar {_p(p)}), and {code}: "
-            f"{_points(cd, clo, chi)} ({_p(cp)}).**"
+            fill(
+                "conclusion_grpo",
+                heldout_problems=t["heldout_problems"],
+                acc=acc,
+                acc_diff=_points(d, lo, hi),
+                gained=g["gained"],
+                lost=g["lost"],
+                acc_p=_p(p),
+                code=code,
+                code_diff=_points(cd, clo, chi),
+                code_p=_p(cp),
+            )
         )
     items = []
     for a, b, what in (
@@ -342,10 +346,7 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
             f"- {_pair_label(a, b)} ({what}): {_acc_phrase(r, k)}; {_len_phrase(r, 'model_tokens', 'model tokens')}; "
             f"{_len_phrase(r, 'total_tokens', 'total tokens, executor output counted')}."
         )
-    out.append(
-        "In the evaluation (the paired table above; a difference counts when its interval excludes 0 and its p, "
-        "Holm-adjusted for accuracy, sign-flip for length, is below 0.05):\n\n" + "\n".join(items)
-    )
+    out.append(fill("conclusion_eval", items="\n".join(items)))
     return "\n\n".join(out)
 
 
@@ -530,12 +531,7 @@ def grading_block(bench_dir: str | Path | None = None) -> str:
         raise KeyError(
             "data/results/bench/grading.json has no suite figures; run `deepmath bench grading --suite`"
         )
-    return (
-        f"On our labelled suite of {s['suite_n']} (gold, prediction, label) cases "
-        "(`tests/fixtures/grading_suite.jsonl`, written alongside the grader, so not a held-out score) it agrees "
-        f"with the labels {s['ours']:.1%} of the time, bare math-verify {s['bare_math_verify']:.1%} "
-        "(`deepmath bench grading --suite`)."
-    )
+    return fill("grading", **s)
 
 
 def sandbox_layers_block() -> str:
@@ -557,11 +553,13 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
         return "Not measured on this commit's line yet: `python scripts/fresh_clone.py --demo` measures it."
     test, demo = r["steps"]["make_test"], r["steps"].get("make_demo")
     lines = [
-        f"Measured by `python scripts/fresh_clone.py --demo` on a fresh clone of commit {r['commit'][:10]} "
-        f"({conditions_text(r['conditions'])}):",
-        "",
-        f"- `CI=true make test`: {_min_s(test['seconds'])} from nothing (the installs, the vLLM CPU build, then the "
-        f"tests): {'; '.join(test['pytest'])}.",
+        fill(
+            "timing",
+            commit=r["commit"][:10],
+            conditions=conditions_text(r["conditions"]),
+            test_time=_min_s(test["seconds"]),
+            pytest="; ".join(test["pytest"]),
+        )
     ]
     if demo:
         nbs = demo.get("pipeline", {}).get("notebooks", {})
@@ -578,10 +576,7 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
             )
         else:
             same = "differs from the committed one"
-        lines.append(
-            f"- then `make demo` with the committed nano evaluation samples removed, so everything is recomputed: "
-            f"{_min_s(demo['seconds'])} ({per}); the regenerated `data/results/nano/eval_summary.csv` {same}."
-        )
+        lines.append(fill("timing_demo", demo_time=_min_s(demo["seconds"]), per=per, same=same))
     return "\n".join(lines)
 
 
@@ -589,17 +584,8 @@ def space_block(bench_dir: str | Path | None = None) -> str:
     r = _stored("space", bench_dir)
     if r is None:
         return "Not measured yet: run `deepmath bench space`, then `deepmath report`."
-    return (
-        f"The page answered HTTP 200 {r['startup_s']:.1f} s after `python space/app.py` started. smol's GGUF, "
-        f"converted into a fresh cache folder as the first smol request does once, took {r['gguf_convert_s']:.0f} s. "
-        f"The load test's {r['requests']} concurrent requests took {r['seconds']:.1f} s: {r['normal_answered']} of "
-        f"{r['normal']} nano problems answered right, {r['hostile_bounded']} of {r['hostile']} hostile snippets ended "
-        f"in an error or a timeout, the secret "
-        + ("**leaked**" if r["secret_leaked"] else "in no response")
-        + f"; the app's RSS was {r['rss_mb_before']} MB before, {r['rss_mb_peak']} MB at its peak and "
-        f"{r['rss_mb_after']} MB after, with {r['processes_after']} processes below it after the load "
-        f"({r['processes_before']} before) ({conditions_text(r['conditions'])})."
-    )
+    secret = "**leaked**" if r["secret_leaked"] else "in no response"
+    return fill("space", **{**r, "secret": secret, "conditions": conditions_text(r["conditions"])})
 
 
 def fidelity_block(profile=None) -> str:

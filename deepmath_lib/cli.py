@@ -284,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend(p, base_url=False)
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("report", help="rewrite the README's measured blocks from data/results")
+    p = sub.add_parser(
+        "report", help="rewrite the generated blocks of README.md and docs/ from the stored results"
+    )
     p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
     p.set_defaults(func=_cmd_report)
 

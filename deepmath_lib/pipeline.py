@@ -68,6 +68,7 @@ def output_params(profile: str, publish: bool) -> dict:
         results = RESULTS_DIR
     else:
         figures, results = RUNS_DIR / profile / "figures", RUNS_DIR
+
     def rel(path: Path) -> str:
         return os.path.relpath(path, NOTEBOOK_DIR)
 

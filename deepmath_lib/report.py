@@ -1,8 +1,9 @@
-"""README blocks regenerated from stored measurements, never typed by hand.
+"""The generated blocks of README.md and docs/*.md, made from stored measurements, never typed by hand.
 
-`deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of the README from its source;
-`deepmath report --check` exits 1 when the README differs (a test runs it). It also redraws
-`figures/profiles_side_by_side.png` (nano and smol) from the same results."""
+`deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of those pages from its source: a
+function here (`BLOCKS`) or an experiment's `experiments/NAME/block.py`. The prose around the figures lives in
+Markdown templates (`docs/templates/*.md`, filled by `fill`). `deepmath report --check` exits 1 when a page differs
+(a test runs it). It also redraws `figures/profiles_side_by_side.png` (nano and smol) from the same results."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 from .paths import REPO_ROOT
 from .tables import CONFIG_LABELS
-
 
 TEMPLATES_DIR = REPO_ROOT / "docs" / "templates"
 
@@ -27,26 +27,21 @@ def gpu_block(path: str | Path | None = None) -> str:
     """The GPU check's figures (scripts/gpu_check.py's JSON line, stored under data/results/paper/)."""
     path = Path(path or REPO_ROOT / "data" / "results" / "paper" / "gpu_check_h200.json")
     r = json.loads(path.read_text())
-    cfg = r.get("grpo_config", {})
-    shape = r.get("paper_shape", {})
-    steps = ", ".join(f"{s:.0f} s" for s in r.get("step_seconds", []))
-    rows = [
-        "| measured | value |",
-        "|---|---|",
-        f"| device; torch, transformers, TRL | {r['device_name']}; {r['torch']}, {r['transformers']}, {r['trl']} |",
-        f"| model | {r['params_b']:.2f}B parameters (random weights, Qwen3-4B shapes), "
-        f"{r.get('lora_trainable_params_m', 0):.1f}M LoRA parameters |",
-        f"| bf16 LoRA GRPO steps (ours, transformers rollouts) | {len(r.get('step_seconds', []))} steps ({steps}): "
-        f"{cfg.get('per_device_train_batch_size')} x {cfg.get('gradient_accumulation_steps')} completions of "
-        f"≤ {cfg.get('max_completion_length')} tokens, loss `{cfg.get('loss_type')}`, β {cfg.get('beta')}; "
-        f"peak {r['peak_mem_gib_grpo']:.1f} GiB |",
-        f"| forward + backward at paper shapes | {shape.get('batch')} x ({shape.get('prompt')} prompt + "
-        f"{shape.get('completion')} completion) tokens: peak {r['peak_mem_gib_paper_shape']:.1f} GiB |",
-        f"| `generate` from a worker thread | {'ok' if r['thread_generate_ok'] else 'FAILED'}, "
-        f"{r['generate_tokens_per_s']:.0f} tokens/s at batch {r.get('generate_batch')} |",
-        f"| errors | {r['errors'] or 'none'} |",
-    ]
-    return "\n".join(rows)
+    steps = r.get("step_seconds", [])
+    return fill(
+        "gpu",
+        **{
+            **r,
+            "cfg": r.get("grpo_config", {}),
+            "shape": r.get("paper_shape", {}),
+            "lora_m": r.get("lora_trainable_params_m", 0),
+            "n_steps": len(steps),
+            "steps": ", ".join(f"{x:.0f} s" for x in steps),
+            "thread": "ok" if r["thread_generate_ok"] else "FAILED",
+            "generate_batch": r.get("generate_batch"),
+            "errors": r["errors"] or "none",
+        },
+    )
 
 
 def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
@@ -403,18 +398,16 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         lines.append(f"| {label} | " + " | ".join(_ms(lat[e][key]) for e in lat) + " |")
     lines += [
         "",
-        f"Overhead over bare `exec`: {sb['overhead_ms']:.2f} ms per snippet (goal ≤ {GOALS['overhead_ms']:g} ms); the "
-        f"loop runs {sb['loop_speedup_vs_smolagents']:.0f}x faster than under smolagents' AST interpreter (goal ≥ "
-        f"{GOALS['loop_speedup_vs_smolagents']:g}x); creating a Sandbox takes {sb['creation_ms']:.1f} ms (goal ≤ "
-        f"{GOALS['creation_ms']:g} ms), creating one and running a first snippet {sb['create_and_first_run_ms']:.1f} ms.",
+        fill(
+            "bench_sandbox",
+            **sb,
+            goal_overhead=GOALS["overhead_ms"],
+            goal_loop=GOALS["loop_speedup_vs_smolagents"],
+            goal_creation=GOALS["creation_ms"],
+        ),
     ]
     gr = load("grading", bench_dir)
-    lines += [
-        "",
-        f"`deepmath bench grading` — {gr['n']:,} answers (bare answers and whole solutions, boxed, several boxes or "
-        f"none) graded in a fresh process in {gr['seconds']:.1f} s, {gr['rows_per_s']:.0f} per second (goal: "
-        f"8,000 in under 60 s; {conditions_text(gr['conditions'])}).",
-    ]
+    lines += ["", fill("bench_grading", **{**gr, "conditions": conditions_text(gr["conditions"])})]
     for name in (
         "rollouts_nano_transformers",
         "rollouts_nano_vllm",
@@ -447,11 +440,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
 
         lines += [
             "",
-            f"{title} — {r['n']} agent trajectories through a batch of {r['slots']} rows "
-            f"({r.get('in_flight', r['slots'])} started at once), against one at a time "
-            f"({r['sequential_trajectories']} trajectories) and against raw batched `generate` ({r['raw_rows']} rows "
-            f"x {r['raw_new_tokens_per_row']} tokens, the trajectories' mean), same model and sampling, "
-            f"{r['backend']} backend ({r['mode']} mode; median of {r['repeats']} interleaved runs):",
+            fill("bench_rollouts", **{**r, "title": title, "in_flight": r.get("in_flight", r["slots"])}),
             "",
             "| | model tokens/s |",
             "|---|---|",
@@ -470,55 +459,39 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         ceiling = ""
         if "raw_speedup" in r:  # stored before the one-row figure existed: no such row
             lines.append(f"| raw `generate`, one row | {r['raw_one_row_model_tokens_per_s']:,.0f} |")
-            ceiling = (
-                f" Raw `generate` itself runs {r['raw_speedup']:.2f}x faster on {r['raw_rows']} rows than on one: "
-                "the loop's speedup would reach that if it ran at raw speed both ways."
-            )
-        lines += [
-            "",
-            f"**{r['speedup']:.2f}x** concurrent over one at a time{goal_x}; the loop reaches "
-            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({conditions_text(r['conditions'])}).{ceiling}",
-        ]
+            ceiling = " " + fill("bench_rollouts_ceiling", **r)
+        cond = conditions_text(r["conditions"])
+        summary = fill(
+            "bench_rollouts_summary", **{**r, "goal_x": goal_x, "goal_f": goal_f, "conditions": cond}
+        )
+        lines += ["", summary + ceiling]
         if "concurrent_steps" in r:  # where the batch's rows went (stored since the engine counts them)
             mean = r["concurrent_model_tokens"] / r["concurrent_trajectories"]
-            lines += [
-                "",
-                f"Where the loop's rows went: {r['concurrent_steps']} steps for its {r['concurrent_model_tokens']:,} "
-                f"model tokens, {r['concurrent_rows_per_step']:.1f} rows sampled per step on average (raw: "
-                f"{r['raw_rows']} every step), a step {1000 * r['concurrent_seconds'] / r['concurrent_steps']:.1f} ms "
-                f"(raw: {1000 * r['raw_rows'] / r['raw_model_tokens_per_s']:.1f} ms). {r['concurrent_sparse_steps']} "
-                f"steps sampled fewer than {r['slots'] / 8:g} rows: the batch draining behind the longest "
-                f"trajectories ({r['concurrent_max_model_tokens']} model tokens, against {mean:.0f} on average). "
-                f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
-                "the part it shares with the previous one, and every tool output.",
-            ]
+            rows = {
+                **r,
+                "mean": mean,
+                "step_ms": 1000 * r["concurrent_seconds"] / r["concurrent_steps"],
+                "raw_step_ms": 1000 * r["raw_rows"] / r["raw_model_tokens_per_s"],
+                "sparse_rows": r["slots"] / 8,
+            }
+            lines += ["", fill("bench_rollouts_rows", **rows)]
             if "concurrent_sparse_seconds" in r:
-                lines[-1] += (
-                    f" The sparse steps took {r['concurrent_sparse_seconds']:.2f} s of the run's "
-                    f"{r['concurrent_seconds']:.2f} s."
-                )
+                lines[-1] += " " + fill("bench_rollouts_sparse", **r)
         if "sandbox_share" in r:
             same = r["presandboxed_model_tokens"] == r["concurrent_model_tokens"]
-            lines += [
-                "",
-                "Starting and closing one sandbox per trajectory (a fork of the warmed zygote, then an exit) runs on "
-                "the same cores as generation: with the run's sandboxes started before the clock, the same "
-                "trajectories ("
-                + (
-                    f"{r['concurrent_model_tokens']:,} model tokens both times"
-                    if same
-                    else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
-                    "this backend's batches depend on timing"
-                )
-                + (
-                    f") ran {r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} "
-                    f"faster, so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here."
-                    if r["sandbox_share"] > 0
-                    else f") ran no faster ({r['presandboxed_model_tokens_per_s']:,.0f} against "
-                    f"{r['concurrent_model_tokens_per_s']:,.0f} model tokens/s): on this model the sandboxes' "
-                    "lifecycle is lost in the run-to-run noise."
-                ),
-            ]
+            tokens = (
+                f"{r['concurrent_model_tokens']:,} model tokens both times"
+                if same
+                else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
+                "this backend's batches depend on timing"
+            )
+            faster = r["presandboxed_model_tokens_per_s"] / r["concurrent_model_tokens_per_s"] - 1
+            effect = (
+                fill("bench_rollouts_lifecycle_cost", faster=faster, sandbox_share=r["sandbox_share"])
+                if r["sandbox_share"] > 0
+                else fill("bench_rollouts_lifecycle_noise", **r)
+            )
+            lines += ["", fill("bench_rollouts_lifecycle", tokens=tokens, effect=effect)]
     return "\n".join(lines)
 
 
@@ -723,7 +696,11 @@ def report_main(check: bool = False, readme: str | Path | None = None) -> int:
             missing = sorted(set(blocks) - shown)
             if missing:
                 raise ValueError(f"blocks on no page: {', '.join(missing)}")
-    except (OSError, ValueError, KeyError) as exc:  # a page or block missing, a results file missing or malformed
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+    ) as exc:  # a page or block missing, a results file missing or malformed
         print(f"error: {exc}", file=sys.stderr)
         return 2
     changed = [path for path in paths if new[path] != pages[path]]

@@ -131,7 +131,9 @@ def test_readmes_papermill_example_writes_under_runs_only(tmp_path):
         argv[0] = "papermill"
     out = tmp_path / "03.ipynb"
     argv[argv.index("runs/03.ipynb")] = str(out)
-    assert re.search(r"-p train_steps \d", line) and "-f" not in argv  # no params file: the notebook's own outputs
+    assert (
+        re.search(r"-p train_steps \d", line) and "-f" not in argv
+    )  # no params file: the notebook's own outputs
     folders = ["data/results", "figures", "notebooks"]
     before = _tracked_state(REPO_ROOT, folders)
     run = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)

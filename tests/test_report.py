@@ -21,14 +21,18 @@ def test_check_covers_every_page_and_every_block():
 
 def test_check_fails_on_a_hand_edited_docs_page(tmp_path, capsys):
     page = tmp_path / "nano.md"
-    page.write_text((REPO_ROOT / "docs" / "nano.md").read_text().replace("problems gained", "problems won", 1))
+    page.write_text(
+        (REPO_ROOT / "docs" / "nano.md").read_text().replace("problems gained", "problems won", 1)
+    )
     assert report_main(check=True, readme=page) == 1
     assert "differs" in capsys.readouterr().err
 
 
 def test_experiments_provide_their_blocks_and_the_library_names_none():
     assert {"smol_by_kind", "nano_copy", "generate_batch_check"} <= set(experiment_blocks())
-    names = [p.name for p in (REPO_ROOT / "experiments").iterdir() if p.is_dir() and not p.name.startswith("_")]
+    names = [
+        p.name for p in (REPO_ROOT / "experiments").iterdir() if p.is_dir() and not p.name.startswith("_")
+    ]
     assert names
     for name in names:
         readme = (REPO_ROOT / "experiments" / name / "README.md").read_text()

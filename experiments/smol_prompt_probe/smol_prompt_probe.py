@@ -34,8 +34,8 @@ from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.models import load_model
 from deepmath_lib.profiles import get_profile
-from experiments.common import results_dir, validation_problems
 from deepmath_lib.sandbox import Sandbox
+from experiments.common import results_dir, validation_problems
 
 E = prompts.Example
 

@@ -145,3 +145,35 @@ def test_readmes_papermill_example_writes_under_runs_only(tmp_path):
     assert summary["steps"] == steps  # this run's summary, under runs/
     assert (REPO_ROOT / "runs/nbval/nano/grpo/final").is_dir()  # its weights, under runs/, not runs/nano/
     assert _tracked_state(REPO_ROOT, folders) == before
+
+
+def test_only_a_published_run_writes_committed_places(tmp_path):
+    """Without --publish the pipeline's results and figures go under runs/; with it to data/results/ and figures/.
+    Both train into runs/<profile>/, the root whose grpo/final later commands use."""
+    from pathlib import Path
+
+    from deepmath_lib.paths import REPO_ROOT
+
+    def where(params):
+        return {k: (REPO_ROOT / "notebooks" / v).resolve() for k, v in params.items()}
+
+    runs = REPO_ROOT / "runs"
+    assert where(pipeline.output_params("nano", publish=False)) == {
+        "results_root": runs,
+        "figures_dir": runs / "nano" / "figures",
+        "work_dir": runs,
+    }
+    assert where(pipeline.output_params("smol", publish=True)) == {
+        "results_root": REPO_ROOT / "data" / "results",
+        "figures_dir": REPO_ROOT / "figures" / "smol",
+        "work_dir": runs,
+    }
+    assert where(pipeline.output_params("nano", publish=True))["figures_dir"] == REPO_ROOT / "figures"
+    # the override files hold overrides only: no output places, no recipe values
+    for profile in ("nano", "smol", "paper"):
+        _, params = pipeline.load_params(profile)
+        assert set(params) == {"profile", "quick", "progress"}, params
+    assert (
+        not (REPO_ROOT / "params").exists()
+        and Path(REPO_ROOT / "configs" / "accelerate_zero2.yaml").is_file()
+    )

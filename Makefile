@@ -68,7 +68,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Stores each result under data/results/bench/; `deepmath report` then rewrites the README's measured block.
+# Stores each result under data/results/bench/; `deepmath report` then rewrites docs/benchmarks.md.
 bench: install
 	$(BIN)/deepmath bench sandbox
 	$(BIN)/deepmath bench grading --suite

@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="rewrite the generated blocks of README.md and docs/ from the stored results"
     )
-    p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
+    p.add_argument("--check", action="store_true", help="exit 1 if a page differs instead of writing")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("pipeline", help="run the notebooks headless with papermill (what `make demo` does)")

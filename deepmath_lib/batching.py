@@ -51,9 +51,7 @@ class _Req:
 
 # Raised whenever a change can change the tokens sampled for the same weights, prompt and seed (how rows are packed,
 # the attention maths, the order of random draws). Samples files record it (evaluate.sample_fingerprint), so
-# samples from another engine version are set aside, never resumed into a new run.
-# 1: rounds, then continuous batching; 2: one packed forward per step (decode tokens and joiners' new tokens);
-# 3: each run counts its decode steps from 0 (a run's admissions no longer depend on the runs before it).
+# samples from another engine version are set aside, never resumed into a new run (CHANGELOG.md lists the versions).
 ENGINE_VERSION = 3
 
 

@@ -7,6 +7,8 @@ import math
 import os
 import sys
 
+from .paths import work_root
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault(
@@ -54,7 +56,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         vllm_mode=args.vllm_mode,
         heldout=args.heldout,
-        results_root=args.results_root,
+        results_root=args.results_root or str(work_root()),
         train_problems=args.train_problems,
         report_to=args.report_to,
         base_model=args.base_model,
@@ -73,7 +75,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         samples=args.samples,
         n_problems=args.n_problems,
         trained_model=args.trained_model,
-        results_root=args.results_root,
+        results_root=args.results_root or str(work_root()),
         backend=args.backend,
         base_url=args.base_url,
         base_model=args.base_model,
@@ -85,7 +87,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_figures(args: argparse.Namespace) -> int:
     from .plots import figures_main
 
-    return figures_main(profile=args.profile, results_root=args.results_root, figures_dir=args.figures_dir)
+    root = args.results_root or str(work_root())
+    figures = args.figures_dir or str(work_root() / args.profile / "figures")
+    return figures_main(profile=args.profile, results_root=root, figures_dir=figures)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -253,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--results-root",
             default=None,
-            help=f"{what} (default: data/results in a source checkout, else ./runs/results; DEEPMATH_RESULTS "
-            "overrides)",
+            help=f"{what} (default: runs/, the ad-hoc output root; DEEPMATH_RESULTS overrides; data/results/ "
+            "is what `make demo` publishes)",
         )
 
     def add_exec(p: argparse.ArgumentParser) -> None:
@@ -384,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--figures-dir",
             default=None,
-            help="where the figures go (default: figures/ in a source checkout, else ./runs/figures)",
+            help="where the figures go (default: runs/<profile>/figures)",
         )
         p.set_defaults(func=_cmd_figures)
 
@@ -439,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_bench)
 
     def add_report(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--check", action="store_true", help="exit 1 if the README differs instead of writing")
+        p.add_argument("--check", action="store_true", help="exit 1 if a page differs instead of writing")
         p.set_defaults(func=_cmd_report)
 
     def add_pipeline(p: argparse.ArgumentParser) -> None:
@@ -454,11 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NN",
             help="notebook prefixes, e.g. --only 01 03 (default: all)",
         )
-        p.add_argument("--params", default=None, help="papermill YAML (default: params/<profile>.yaml)")
+        p.add_argument("--params", default=None, help="papermill overrides (default: configs/<profile>.yaml)")
         p.add_argument(
             "--publish",
             action="store_true",
-            help="write the outputs back into notebooks/ (what GitHub shows)",
+            help="write results to data/results/ and figures/ (committed) and the default profile's notebook "
+            "outputs into notebooks/; without it everything goes under runs/",
         )
         p.set_defaults(func=_cmd_pipeline)
 
@@ -473,7 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
             add_grade,
         ),
         "bench": ("benchmarks; the last line printed is JSON, also stored under <results>/bench/", add_bench),
-        "report": ("rewrite the README's measured blocks from data/results (source checkout)", add_report),
+        "report": (
+            "rewrite the generated blocks of README.md and docs/ from data/results (source checkout)",
+            add_report,
+        ),
         "pipeline": (
             "run the notebooks headless with papermill, what `make demo` does (source checkout)",
             add_pipeline,

@@ -172,15 +172,6 @@ def train_problems(profile: Profile, n: int | None = None, source: str | None = 
     return good
 
 
-def validation_problems(profile: Profile, n: int) -> list[dict]:
-    """`n` problems for diagnosis and model selection, never the held-out set: the nano generator's `train` split
-    drawn with seed 1, minus every training problem of `profile` (so disjoint from training and held-out alike)."""
-    from .nano.problems import generate_problems
-
-    seen = {p["problem"] for p in train_problems(profile)}
-    return [p for p in generate_problems(n * 5, split="train", seed=1) if p["problem"] not in seen][:n]
-
-
 def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
     """Held-out problems for the before/after check (disjoint from training)."""
     from .datasets import GENERATORS, load_problems

@@ -236,21 +236,14 @@ def check_hub_models(profile: Profile, model_path: str | None, options: dict[str
 
 
 def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> str | None:
-    """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named: this repo's GRPO output
-    (`<work_dir>/<profile>/grpo/final` when given and present, else the newer of `runs/demo/<profile>/grpo/final`
-    — `make demo` — and `runs/<profile>/grpo/final` — `deepmath train`), else the profile's released adapter,
-    else None."""
-
-    def final(root: Path) -> Path | None:
-        d = Path(root) / profile.name / "grpo" / "final"
-        return d if (d / "config.json").is_file() or (d / "adapter_config.json").is_file() else None
-
-    if work_dir is not None and final(Path(work_dir)) is not None:  # an explicit work dir wins
-        return str(final(Path(work_dir)))
-    runs = runs_dir()  # <checkout>/runs, or ./runs outside a checkout
-    found = [d for d in (final(runs / "demo"), final(runs)) if d is not None]
-    if found:
-        return str(max(found, key=lambda d: d.stat().st_mtime))
+    """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named. The rule: the GRPO output
+    `<root>/<profile>/grpo/final` of the output root (`work_dir` when given, else `runs/` (`paths.runs_dir`), where `deepmath train`
+    and `make demo` write), when it holds weights; else the profile's released weights (nano: the ones shipped with
+    the package); else None."""
+    root = Path(work_dir) if work_dir is not None else runs_dir()
+    final = root / profile.name / "grpo" / "final"
+    if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():
+        return str(final)
     return profile.released_weights
 
 

@@ -5,10 +5,12 @@ Two ways to run:
   the repo keeps them, so the committed results and `make demo` stay as they are: results in
   `<checkout>/data/results`, training runs in `<checkout>/runs`, figures in `<checkout>/figures`;
 - **from an installed wheel** (`pip install deepmath-nb`, Colab, a Space): outputs go under the current folder's
-  `runs/`: results in `./runs/results`, training runs in `./runs/<profile>/grpo`, figures in `./runs/figures`.
-  Nothing is ever written into the installed package.
-`DEEPMATH_RESULTS` (a folder) overrides the results root in both cases; each command's `--results-root`,
-`--output-dir` and `--figures-dir` override it again.
+  `runs/`. Nothing is ever written into the installed package.
+The commands `train`, `eval` and `figures` write ad-hoc runs under the output root `work_root()` in both cases:
+`runs/<profile>/` holds a profile's results, its trained weights (`grpo/final`) and its figures. Only a publishing
+run (`deepmath pipeline --publish`, what `make demo` does) writes the committed `data/results/` and `figures/`.
+`DEEPMATH_RESULTS` (a folder) overrides both roots; each command's `--results-root`, `--output-dir` and
+`--figures-dir` override them again.
 
 The cache (the nano build, smol's GGUF converted to safetensors, downloads) is per user in both cases, so it is
 built once per machine: `DEEPMATH_CACHE`, else `$XDG_CACHE_HOME/deepmath`, else `~/.cache/deepmath`.
@@ -38,10 +40,19 @@ def runs_dir() -> Path:
 
 
 def results_root() -> Path:
-    """The default results root: `DEEPMATH_RESULTS`, else `<checkout>/data/results`, else `./runs/results`."""
+    """Where the library reads and writes results when no root is named: `DEEPMATH_RESULTS`, else the checkout's
+    published `data/results`, else `./runs` (from a wheel)."""
     if os.environ.get("DEEPMATH_RESULTS"):
         return Path(os.environ["DEEPMATH_RESULTS"]).expanduser()
-    return REPO_ROOT / "data" / "results" if in_checkout() else runs_dir() / "results"
+    return REPO_ROOT / "data" / "results" if in_checkout() else runs_dir()
+
+
+def work_root() -> Path:
+    """The output root of ad-hoc `train`, `eval` and `figures` runs: `DEEPMATH_RESULTS`, else `runs/` (the
+    checkout's, or the current folder's from a wheel); results land in `<root>/<profile>/`."""
+    if os.environ.get("DEEPMATH_RESULTS"):
+        return Path(os.environ["DEEPMATH_RESULTS"]).expanduser()
+    return runs_dir()
 
 
 def figures_dir() -> Path:

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
 from .paths import REPO_ROOT
-from .profiles import PROFILES
+from .profiles import DEFAULT_PROFILE, PROFILES
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-PARAMS_DIR = REPO_ROOT / "params"
+CONFIGS_DIR = REPO_ROOT / "configs"
 RUNS_DIR = REPO_ROOT / "runs"
+RESULTS_DIR = REPO_ROOT / "data" / "results"
+FIGURES_DIR = REPO_ROOT / "figures"
 
 
 class PipelineError(RuntimeError):
@@ -33,12 +36,12 @@ def list_notebooks(only: list[str] | None = None, notebook_dir: str | Path | Non
 
 
 def load_params(profile: str, params_file: str | Path | None = None) -> tuple[Path, dict]:
-    """The papermill parameters for a profile (`params/<profile>.yaml` unless a file is given)."""
+    """The papermill overrides for a profile (`configs/<profile>.yaml` unless a file is given)."""
     import yaml
 
     if profile not in PROFILES:
         raise PipelineError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    path = Path(params_file) if params_file else PARAMS_DIR / f"{profile}.yaml"
+    path = Path(params_file) if params_file else CONFIGS_DIR / f"{profile}.yaml"
     if not path.is_file():
         raise PipelineError(f"params file not found: {path}")
     try:
@@ -51,6 +54,25 @@ def load_params(profile: str, params_file: str | Path | None = None) -> tuple[Pa
     if params["profile"] != profile:
         raise PipelineError(f"params file {path} is for profile {params['profile']!r}, not {profile!r}")
     return path, params
+
+
+def output_params(profile: str, publish: bool) -> dict:
+    """Where a pipeline run writes, as notebook parameters (relative to notebooks/, the notebooks' cwd).
+
+    Every run trains into the profile's output root, `runs/<profile>/` (weights: `runs/<profile>/grpo/final`, the
+    ones `solve` and `eval` then use). Without `publish` its results and figures stay there too
+    (`runs/<profile>/eval_summary.csv`, `runs/<profile>/figures/`); with `publish` they go to the committed
+    `data/results/<profile>/` and `figures/` (`figures/<profile>/` beside the default profile)."""
+    if publish:
+        figures = FIGURES_DIR if profile == DEFAULT_PROFILE else FIGURES_DIR / profile
+        results = RESULTS_DIR
+    else:
+        figures, results = RUNS_DIR / profile / "figures", RUNS_DIR
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path, NOTEBOOK_DIR)
+
+    return {"results_root": rel(results), "figures_dir": rel(figures), "work_dir": rel(RUNS_DIR)}
 
 
 MAX_NOTEBOOK_BYTES = 1_000_000  # a committed notebook stays readable on GitHub
@@ -100,15 +122,18 @@ def run_pipeline(
     times: dict[str, float] | None = None,
 ) -> list[Path]:
     """Execute the notebooks in order with papermill; executed copies go to `runs/NN_name_<profile>.ipynb`.
-    With `publish`, each notebook's outputs are also written back into the committed notebook (`publish_notebook`).
+    Outputs go where `output_params` says (a params file or `extra_params` may still name other places).
+    `publish` writes the committed results (`data/results/`, `figures/`) and, for the default profile (the one the
+    committed notebooks show), each notebook's outputs back into the committed notebook (`publish_notebook`);
+    without it nothing tracked by git changes.
 
     Stops at the first failing notebook with a PipelineError naming it; its executed copy stays in `runs/`.
     `times`, when given, receives each notebook's wall seconds under its name.
     """
     import papermill as pm
 
-    path, params = load_params(profile, params_file)
-    params.update(extra_params or {})
+    path, file_params = load_params(profile, params_file)
+    params = {**output_params(profile, publish), **file_params, **(extra_params or {})}
     nb_dir = Path(notebook_dir or NOTEBOOK_DIR)
     notebooks = list_notebooks(only, nb_dir)
     if not notebooks:
@@ -144,7 +169,7 @@ def run_pipeline(
         print(f"    ok in {time.time() - start:.0f}s -> {out}", flush=True)
         if times is not None:
             times[nb.stem] = round(time.time() - start, 1)
-        if publish:
+        if publish and profile == DEFAULT_PROFILE:
             size = publish_notebook(out, nb)
             print(f"    outputs published into {nb.name} ({size / 1e3:.0f} kB)", flush=True)
         done.append(out)
@@ -153,8 +178,8 @@ def run_pipeline(
 
 
 def main(profile: str, only: list[str] | None, params_file: str | None, publish: bool = False) -> int:
-    """`deepmath pipeline` (what `make demo` runs). A whole run with the profile's own parameters stores its time per
-    notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json` (the README's timing block)."""
+    """`deepmath pipeline` (what `make demo` runs). A whole published run with the profile's own parameters also
+    stores its time per notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json`."""
     from .bench import conditions
 
     times: dict[str, float] = {}
@@ -164,7 +189,7 @@ def main(profile: str, only: list[str] | None, params_file: str | None, publish:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if only is None and params_file is None:
+    if publish and only is None and params_file is None:
         from .bench import save
 
         record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}

@@ -2,7 +2,7 @@
 
 Everything that differs between scales is a value here; the library never branches on the profile name.
 Notebooks and the CLI both call `get_profile(name, quick=..., **overrides)`; `None` overrides keep the profile's
-value, so `params/<profile>.yaml` can leave a knob at `null` to mean "the profile's full setting". `quick=True`
+value, so a papermill override file (`configs/<profile>.yaml`) can leave a knob at `null` to mean "the profile's full setting". `quick=True`
 applies the profile's `quick` settings first (the few-step, few-problem run nbval executes); `make demo` runs the
 full settings.
 """
@@ -198,7 +198,7 @@ PROFILES: dict[str, Profile] = {
         eval_sampling=Sampling(temperature=0.0, top_p=1.0, top_k=0, max_model_tokens=96),
         concurrency=32,
         check_batch=32,
-        # GRPO: the paper recipe's shape scaled to a laptop (README "smol"): LoRA r32/alpha16 rsLoRA, rewards
+        # GRPO: the paper recipe's shape scaled to a laptop (docs/smol.md): LoRA r32/alpha16 rsLoRA, rewards
         # accuracy 0.1 + code 1.0, T 1.2 -> 0.7 over the run, 96-token rollouts, 2 prompts x 4 completions a step
         train_data="nano",
         heldout_data="heldout200",  # committed before training: deepmath_lib/data/heldout/heldout200.jsonl
@@ -209,7 +209,7 @@ PROFILES: dict[str, Profile] = {
         per_device_batch=4,  # two forward/backward passes of 4 a step: half the activation memory of one pass of 8
         learning_rate=3e-4,  # LoRA's usual range; the paper's 1e-6 moves a 135M model's adapter by nothing in 24 steps
         # cosine, as the paper: with a constant rate the training rewards peaked near step 17 and then fell, and the
-        # final adapter was worse than its step-18 checkpoint (README "smol")
+        # final adapter was worse than its step-18 checkpoint (docs/smol.md)
         lr_scheduler="cosine",
         warmup_ratio=0.05,
         temperature_steps=24,
@@ -224,7 +224,7 @@ PROFILES: dict[str, Profile] = {
         quick={"train_steps": 2, "heldout_problems": 4, "eval_samples": 1, "eval_n_problems": 4},
     ),
     "paper": Profile(
-        # The original's recipe (IntelLabs/DeepMath); README "Fidelity" lists each deliberate deviation.
+        # The original's recipe (IntelLabs/DeepMath); docs/fidelity.md lists each deliberate deviation.
         name="paper",
         model="Qwen/Qwen3-4B-Thinking-2507",
         released_weights="Intel/deepmath-v1",
@@ -236,7 +236,7 @@ PROFILES: dict[str, Profile] = {
         vllm_enforce_eager=False,
         vllm_train_memory_utilization=0.35,  # colocate on one 80 GB GPU: 28 GB for vLLM, the rest for training
         n_shots=4,
-        prompt="original",  # IntelLabs/DeepMath's own prompt, read from its files at run time (README "Fidelity")
+        prompt="original",  # IntelLabs/DeepMath's own prompt, read from its files at run time (docs/fidelity.md)
         max_calls=50,  # the original's agent: at most 50 steps
         max_tokens_per_step=3000,
         sandbox_timeout=20.0,
@@ -261,7 +261,7 @@ PROFILES: dict[str, Profile] = {
         beta=0.04,  # TRL 0.17's default KL coefficient, which the original ran with
         code_reward="called",  # the original's code_format_reward: any <tool_call>...</tool_call>
         # the original's values; sync stays off: TRL 1.16 refuses it with LoRA, and under LoRA TRL 0.17 had no
-        # reference copy to sync (README "Fidelity")
+        # reference copy to sync (docs/fidelity.md)
         ref_model_mixup_alpha=0.4,
         ref_model_sync_steps=300,
         temperature_start=1.2,

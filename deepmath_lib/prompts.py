@@ -138,7 +138,7 @@ def build_messages(problem: str, profile: Profile, tool: bool = True) -> list[di
 # ---------------------------------------------------------------- the original's prompt, read from its files
 
 ORIGINAL_REPO = "IntelLabs/DeepMath"
-# The commit the README's fidelity table was checked against. Only its short hash is known here, which pins a local
+# The commit the fidelity table (docs/fidelity.md) was checked against. Only its short hash is known here, which pins a local
 # clone (git resolves it) but not a download: downloading needs the full 40-hex hash ($DEEPMATH_ORIGINAL_COMMIT).
 ORIGINAL_COMMIT = "278bb58"
 ORIGINAL_PROMPTS_FILE = "deep_math/prompts.py"

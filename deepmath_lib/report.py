@@ -1,8 +1,9 @@
-"""README blocks regenerated from stored measurements, never typed by hand.
+"""The generated blocks of README.md and docs/*.md, made from stored measurements, never typed by hand.
 
-`deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of the README from its source;
-`deepmath report --check` exits 1 when the README differs (a test runs it). It also redraws
-`figures/profiles_side_by_side.png` (nano and smol) from the same results."""
+`deepmath report` rewrites each `<!-- NAME:start -->` … `<!-- NAME:end -->` block of those pages from its source: a
+function here (`BLOCKS`) or an experiment's `experiments/NAME/block.py`. The prose around the figures lives in
+Markdown templates (`docs/templates/*.md`, filled by `fill`). `deepmath report --check` exits 1 when a page differs
+(a test runs it). It also redraws `figures/profiles_side_by_side.png` (nano and smol) from the same results."""
 
 from __future__ import annotations
 
@@ -14,31 +15,33 @@ from pathlib import Path
 from .paths import REPO_ROOT
 from .tables import CONFIG_LABELS
 
+TEMPLATES_DIR = REPO_ROOT / "docs" / "templates"
+
+
+def fill(template: str, **values) -> str:
+    """`docs/templates/<template>.md` with its `{fields}` filled from `values` (`str.format`; `{{` for a brace)."""
+    return (TEMPLATES_DIR / f"{template}.md").read_text().rstrip("\n").format(**values)
+
 
 def gpu_block(path: str | Path | None = None) -> str:
     """The GPU check's figures (scripts/gpu_check.py's JSON line, stored under data/results/paper/)."""
     path = Path(path or REPO_ROOT / "data" / "results" / "paper" / "gpu_check_h200.json")
     r = json.loads(path.read_text())
-    cfg = r.get("grpo_config", {})
-    shape = r.get("paper_shape", {})
-    steps = ", ".join(f"{s:.0f} s" for s in r.get("step_seconds", []))
-    rows = [
-        "| measured | value |",
-        "|---|---|",
-        f"| device; torch, transformers, TRL | {r['device_name']}; {r['torch']}, {r['transformers']}, {r['trl']} |",
-        f"| model | {r['params_b']:.2f}B parameters (random weights, Qwen3-4B shapes), "
-        f"{r.get('lora_trainable_params_m', 0):.1f}M LoRA parameters |",
-        f"| bf16 LoRA GRPO steps (ours, transformers rollouts) | {len(r.get('step_seconds', []))} steps ({steps}): "
-        f"{cfg.get('per_device_train_batch_size')} x {cfg.get('gradient_accumulation_steps')} completions of "
-        f"≤ {cfg.get('max_completion_length')} tokens, loss `{cfg.get('loss_type')}`, β {cfg.get('beta')}; "
-        f"peak {r['peak_mem_gib_grpo']:.1f} GiB |",
-        f"| forward + backward at paper shapes | {shape.get('batch')} x ({shape.get('prompt')} prompt + "
-        f"{shape.get('completion')} completion) tokens: peak {r['peak_mem_gib_paper_shape']:.1f} GiB |",
-        f"| `generate` from a worker thread | {'ok' if r['thread_generate_ok'] else 'FAILED'}, "
-        f"{r['generate_tokens_per_s']:.0f} tokens/s at batch {r.get('generate_batch')} |",
-        f"| errors | {r['errors'] or 'none'} |",
-    ]
-    return "\n".join(rows)
+    steps = r.get("step_seconds", [])
+    return fill(
+        "gpu",
+        **{
+            **r,
+            "cfg": r.get("grpo_config", {}),
+            "shape": r.get("paper_shape", {}),
+            "lora_m": r.get("lora_trainable_params_m", 0),
+            "n_steps": len(steps),
+            "steps": ", ".join(f"{x:.0f} s" for x in steps),
+            "thread": "ok" if r["thread_generate_ok"] else "FAILED",
+            "generate_batch": r.get("generate_batch"),
+            "errors": r["errors"] or "none",
+        },
+    )
 
 
 def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
@@ -59,9 +62,16 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     sampling = "greedy" if s.temperature == 0 else f"T {s.temperature} / top_p {s.top_p} / top_k {s.top_k}"
     data = ", ".join(dataset_label(d) for d in dict.fromkeys(df.dataset))
     lines = [
-        f"Measured by `{demo}` on a 2-core CPU (no GPU): {n} problems ({data}) x {k} sample{'s' * (k > 1)}, "
-        f"{sampling}, {s.max_model_tokens} generated tokens; 95% bootstrap intervals over problems. Total tokens "
-        "count model and executor tokens (the original's figure).",
+        fill(
+            "results",
+            demo=demo,
+            n=n,
+            data=data,
+            k=k,
+            plural="s" * (k > 1),
+            sampling=sampling,
+            tokens=s.max_model_tokens,
+        ),
         "",
     ]
     if k > 1:
@@ -89,28 +99,19 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
     train = root / "train_summary.json"
     if train.is_file():
         t = json.loads(train.read_text())
-        ab, aa = t["accuracy_ci_before"], t["accuracy_ci_after"]
-        cb, ca = t["code_use_ci_before"], t["code_use_ci_after"]
-        lines += [
-            "",
-            f"GRPO ({t['steps']} steps, {t['prompts_per_step']} prompts x {t['num_generations']} agent trajectories "
-            f"per step, {t['train_wall_time_s']:.0f} s of training) on {t['heldout_problems']} held-out problems, "
-            f"same sampling before and after: code use {t['code_use_rate_before']:.1%} [{cb[0]:.1%}, {cb[1]:.1%}] → "
-            f"{t['code_use_rate_after']:.1%} [{ca[0]:.1%}, {ca[1]:.1%}], accuracy {t['accuracy_before']:.1%} "
-            f"[{ab[0]:.1%}, {ab[1]:.1%}] → {t['accuracy_after']:.1%} [{aa[0]:.1%}, {aa[1]:.1%}], mean model tokens "
-            f"{t['mean_model_tokens_before']:.0f} → {t['mean_model_tokens_after']:.0f}.",
-        ]
+        cis = {
+            "ab": t["accuracy_ci_before"],
+            "aa": t["accuracy_ci_after"],
+            "cb": t["code_use_ci_before"],
+            "ca": t["code_use_ci_after"],
+        }
+        lines += ["", fill("results_grpo", **t, **cis)]
         metrics = root / "train_metrics.csv"
         cols = list(STEP_TIME_COLUMNS)
         log = pd.read_csv(metrics) if metrics.is_file() else None
         if log is not None and all(c in log for c in cols) and log[cols].notna().all().all():
             # the median step: robust to a step slowed by other work on the machine
-            st = log[cols].median()
-            lines[-1] += (
-                f" Where a step's time goes (median of {len(log)} steps): {st.step_s:.1f} s in all, rollouts "
-                f"{st.rollout_s:.1f} s, rewards {st.reward_s:.2f} s, forward + backward + optimizer "
-                f"{st.optimizer_s:.1f} s."
-            )
+            lines[-1] += " " + fill("results_step_time", steps=len(log), **log[cols].median())
     run = _stored(
         f"demo_{profile}"
     )  # the pipeline's own record of its last run (deepmath pipeline stores it)
@@ -118,8 +119,47 @@ def results_block(profile: str = "nano", results_root: str | Path | None = None)
         steps = ", ".join(f"{nb} {_min_s(s)}" for nb, s in run["notebooks"].items())
         lines += [
             "",
-            f"`{demo}` took {_min_s(run['seconds'])} in all ({steps}; {_conditions(run['conditions'])}).",
+            f"`{demo}` took {_min_s(run['seconds'])} in all ({steps}; {conditions_text(run['conditions'])}).",
         ]
+    return "\n".join(lines)
+
+
+def headline_block(results_root: str | Path | None = None) -> str:
+    """The README's headline: the four configurations on nano, on smol and in the original's reported table, side by
+    side (accuracy and mean model tokens; the original's counts executor tokens too)."""
+    import pandas as pd
+
+    from .datasets import load_reference
+    from .results import profile_results_dir
+
+    cols, cells = [], {c: [] for c in CONFIG_LABELS}
+    for profile in ("nano", "smol"):
+        df = pd.read_csv(profile_results_dir(profile, results_root) / "eval_summary.csv")
+        k, n = int(df.k.iloc[0]), int(df.n_problems.iloc[0])
+        cols.append(f"{profile} ({'accuracy' if k == 1 else f'maj@{k}'}, {n} problems)")
+        for c in CONFIG_LABELS:
+            r = df[df.config == c].iloc[0]
+            cells[c].append(f"{r.maj_at_k:.1%} / {r.mean_len_model_tokens:.0f}")
+    ref = load_reference()
+    for dataset, label in (("aime2025", "AIME 2025"), ("math500", "MATH-500")):
+        cols.append(f"original, {label} (maj@16)")
+        for c in CONFIG_LABELS:
+            r = ref[(ref.dataset == dataset) & (ref.config == c)].iloc[0]
+            cells[c].append(f"{r.maj_at_16:.1%} / {r.mean_tokens:,.0f}")
+    lines = [
+        "| config | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+        *(f"| {CONFIG_LABELS[c]} | " + " | ".join(v) + " |" for c, v in cells.items()),
+        "",
+    ]
+    for profile in ("nano", "smol"):
+        t = json.loads((profile_results_dir(profile, results_root) / "train_summary.json").read_text())
+        lines.append(
+            f"- GRPO on {profile} ({t['steps']} steps), paired on {t['heldout_problems']} held-out problems: accuracy "
+            f"{t['accuracy_before']:.1%} → {t['accuracy_after']:.1%} ({_points(t['accuracy_diff'], *t['accuracy_diff_ci'])}, "
+            f"McNemar {_p(t['accuracy_diff_p'])}), code use {t['code_use_rate_before']:.1%} → "
+            f"{t['code_use_rate_after']:.1%}."
+        )
     return "\n".join(lines)
 
 
@@ -163,12 +203,9 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
     k = int(df.k.min())
     n = int(df.n_problems.min())
     acc = "accuracy" if k == 1 else f"maj@{k}"
+    mean_test = f", the mean@{k} ones sign-flip permutation tests" if k > 1 else ""
     lines = [
-        f"Paired comparisons on the same {n} problems (`{COMPARISONS_FILE}`, written by `deepmath eval`): each "
-        "difference is the first configuration minus the second, per problem, with a paired bootstrap 95% interval "
-        f"(problems resampled as above); the {acc} p-values are exact McNemar tests"
-        + (f", the mean@{k} ones sign-flip permutation tests" if k > 1 else "")
-        + f", Holm-adjusted over the table's {len(df)} comparisons. Tokens: mean per trajectory.",
+        fill("comparisons", n=n, file=COMPARISONS_FILE, acc=acc, mean_test=mean_test, count=len(df)),
         "",
     ]
     if k > 1:
@@ -204,24 +241,24 @@ def comparisons_block(profile: str = "nano", results_root: str | Path | None = N
     train = root / "train_summary.json"
     t = json.loads(train.read_text()) if train.is_file() else {}
     if "accuracy_diff" in t:
-        ga, gc = t["accuracy_changed"], t["code_use_changed"]
-        lines += [
-            "",
-            f"GRPO's before/after check, paired on its {t['heldout_problems']} held-out problems "
-            f"(`train_summary.json`, outcomes per problem in `heldout_check.csv`; {t['paired_source']}): "
-            f"accuracy {_points(t['accuracy_diff'], *t['accuracy_diff_ci'])} ({ga['gained']} problems gained, "
-            f"{ga['lost']} lost; McNemar {_p(t['accuracy_diff_p'])}), code use "
-            f"{_points(t['code_use_diff'], *t['code_use_diff_ci'])} ({gc['gained']} gained, {gc['lost']} lost; "
-            f"{_p(t['code_use_diff_p'])}), model tokens {_tokens(t['model_tokens_diff'], *t['model_tokens_diff_ci'])} "
-            f"(sign-flip {_p(t['model_tokens_diff_p'], sampled=True)}).",
-        ]
+        paired = fill(
+            "comparisons_grpo",
+            heldout_problems=t["heldout_problems"],
+            paired_source=t["paired_source"],
+            acc_diff=_points(t["accuracy_diff"], *t["accuracy_diff_ci"]),
+            ga=t["accuracy_changed"],
+            acc_p=_p(t["accuracy_diff_p"]),
+            code_diff=_points(t["code_use_diff"], *t["code_use_diff_ci"]),
+            gc=t["code_use_changed"],
+            code_p=_p(t["code_use_diff_p"]),
+            tok_diff=_tokens(t["model_tokens_diff"], *t["model_tokens_diff_ci"]),
+            tok_p=_p(t["model_tokens_diff_p"], sampled=True),
+        )
+        lines += ["", paired]
         stored = round(t["mean_model_tokens_after"] - t["mean_model_tokens_before"], 1)
         if abs(stored - t["model_tokens_diff"]) > 0.05:  # the outcomes are not the check's own run
-            lines[-1] += (
-                f" The check itself, run in training, counted {t['mean_model_tokens_before']:.1f} → "
-                f"{t['mean_model_tokens_after']:.1f} model tokens ({stored:+.1f}): its accuracies and code use "
-                "match these samples, its lengths differ slightly."
-            )
+            before, after = t["mean_model_tokens_before"], t["mean_model_tokens_after"]
+            lines[-1] += " " + fill("comparisons_grpo_lengths", before=before, after=after, stored=stored)
     return "\n".join(lines)
 
 
@@ -277,9 +314,18 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
         )
         g = t["accuracy_changed"]
         out.append(
-            f"**On the same {t['heldout_problems']} held-out problems, GRPO {acc}: {_points(d, lo, hi)} "
-            f"({g['gained']} problems gained, {g['lost']} lost; McNemar {_p(p)}), and {code}: "
-            f"{_points(cd, clo, chi)} ({_p(cp)}).**"
+            fill(
+                "conclusion_grpo",
+                heldout_problems=t["heldout_problems"],
+                acc=acc,
+                acc_diff=_points(d, lo, hi),
+                gained=g["gained"],
+                lost=g["lost"],
+                acc_p=_p(p),
+                code=code,
+                code_diff=_points(cd, clo, chi),
+                code_p=_p(cp),
+            )
         )
     items = []
     for a, b, what in (
@@ -295,118 +341,8 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
             f"- {_pair_label(a, b)} ({what}): {_acc_phrase(r, k)}; {_len_phrase(r, 'model_tokens', 'model tokens')}; "
             f"{_len_phrase(r, 'total_tokens', 'total tokens, executor output counted')}."
         )
-    out.append(
-        "In the evaluation (the paired table above; a difference counts when its interval excludes 0 and its p, "
-        "Holm-adjusted for accuracy, sign-flip for length, is below 0.05):\n\n" + "\n".join(items)
-    )
+    out.append(fill("conclusion_eval", items="\n".join(items)))
     return "\n\n".join(out)
-
-
-def smol_kinds_block(results_root: str | Path | None = None) -> str:
-    """smol per problem kind on validation problems: what the untrained model reaches when it samples
-    (scripts/smol_reach.py) beside greedy accuracy before and after GRPO (scripts/smol_by_kind.py)."""
-    from .results import profile_results_dir
-
-    root = profile_results_dir("smol", results_root)
-    reach = json.loads((root / "val_reach.json").read_text())
-    greedy = json.loads((root / "val_by_kind.json").read_text())
-    runs = [w for w in greedy if isinstance(greedy[w], dict) and "by_kind" in greedy[w]]
-    labels = {w: w for w in runs}
-    more = root / "more_samples"  # scripts/smol_more_samples.py: GRPO with more trajectories per problem
-    extra = None
-    if (more / "val_by_kind.json").exists() and (more / "train_summary.json").exists():
-        extra = json.loads((more / "train_summary.json").read_text())
-        greedy = {**greedy, "more": json.loads((more / "val_by_kind.json").read_text())["after"]}
-        runs.append("more")
-        labels["more"] = f"after GRPO with {extra['num_generations']} per problem"
-    samp = reach["sampling"]
-    head = (
-        f"| kind | problems | untrained, sampled: correct samples | solved by any of {reach['samples']} | "
-        + " | ".join(f"greedy, {labels[w]}: correct (code)" for w in runs)
-        + " |"
-    )
-    lines = [
-        f"Validation problems ({greedy['problems']}; neither training nor held-out), {reach['n']} problems. Sampled: "
-        f"the untrained model, {reach['samples']} samples per problem at T {samp['temperature']} / top_p "
-        f"{samp['top_p']} / top_k {samp['top_k']}, {samp['max_model_tokens']} tokens. Greedy: the held-out "
-        "check's sampling, before and after GRPO (and any checkpoints `smol_by_kind.py --also` checked).",
-        "",
-        head,
-        "|---" * (4 + len(runs)) + "|",
-    ]
-    for kind, k in reach["by_kind"].items():
-        cells = []
-        for w in runs:
-            g = greedy[w]["by_kind"].get(kind, {"n": 0, "correct": 0, "code": 0})
-            cells.append(f"{g['correct']}/{g['n']} ({g['code']})")
-        lines.append(
-            f"| {kind} | {k['problems']} | {k['correct']}/{k['samples']} | {k['solved']}/{k['problems']} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    total = [f"{greedy[w]['accuracy']:.1%}" for w in runs]
-    lines.append(f"| all | {reach['n']} | | | " + " | ".join(total) + " |")
-    if extra is not None:
-        t = extra["step_time_s"]
-        lines += [
-            "",
-            f"The last column: `python scripts/smol_more_samples.py` (then `smol_by_kind.py --out "
-            f"data/results/smol/more_samples`), the same recipe with {extra['num_generations']} trajectories per "
-            f"problem instead of 4, {extra['prompts_per_step']} problems x {extra['num_generations']} per step, "
-            f"{extra['steps']} steps, {_min_s(extra['train_wall_time_s'])} of training (a step: {t['step_s']:.0f} s, "
-            f"rollouts {t['rollout_s']:.0f} s, forward + backward + optimizer {t['optimizer_s']:.0f} s).",
-        ]
-    from .evaluate import engine_fingerprint
-    from .profiles import get_profile
-
-    now = engine_fingerprint(get_profile("smol"))
-    older = [
-        what
-        for what, rec in (
-            ("the sampled columns", reach),
-            ("the greedy columns", json.loads((root / "val_by_kind.json").read_text())),
-            ("the last column", json.loads((more / "val_by_kind.json").read_text()) if extra else None),
-        )
-        if rec is not None and rec.get("engine") != now
-    ]
-    if older:
-        lines += [
-            "",
-            f"Generation engine: {' and '.join(older)} {'was' if len(older) == 1 else 'were'} measured with an "
-            f"earlier version of the batching engine than today's ({now}), so the same command may now sample "
-            "other tokens.",
-        ]
-    return "\n".join(lines)
-
-
-def nano_copy_block(results_root: str | Path | None = None) -> str:
-    """How nano copies numbers, before and after GRPO (scripts/nano_copy.py writes data/results/nano/copy.json)."""
-    from .results import profile_results_dir
-
-    rec = json.loads((profile_results_dir("nano", results_root) / "copy.json").read_text())
-    by = {m["model"]: m for m in rec["models"]}
-    base, grpo = by["nano-base"], by["nano-grpo"]
-
-    def digits(m: dict, d: str) -> str:
-        tool, copied = m["copies_by_output_digits"].get(d, [0, 0])
-        return f"{copied}/{tool}"
-
-    s = rec["sampling"]
-    return (
-        f"nano's weakest step is copying. On {rec['problems']}, {rec['samples']} samples each at the eval "
-        f"sampling (T {s['temperature']}, top_p {s['top_p']}), `python scripts/nano_copy.py "
-        "deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo` (writes `data/results/nano/copy.json`): "
-        f"its snippets compute the right product in {base['snippet_right_of_code']:.0%} of tool trajectories before "
-        f"GRPO and {grpo['snippet_right_of_code']:.0%} after, but its box repeats the printed output in only "
-        f"{base['answer_copies_output_of_code']:.0%} and {grpo['answer_copies_output_of_code']:.0%} (six-digit "
-        f"outputs {digits(base, '6')} and {digits(grpo, '6')}, five-digit ones {digits(base, '5')} and "
-        f"{digits(grpo, '5')}). It copies rather than computes: teacher-forced on the {base['teacher_forced_n']} "
-        "six-digit products, with the output's second number token replaced by a random one, the box follows the "
-        f"output ({base['second_token_copied_counterfactual']:.0%} before, "
-        f"{grpo['second_token_copied_counterfactual']:.0%} after; {base['second_token_copied']:.0%} and "
-        f"{grpo['second_token_copied']:.0%} with the true output) and predicts the true product's token in "
-        f"{base['second_token_guesses_true']:.0%} and {grpo['second_token_guesses_true']:.0%}."
-    )
 
 
 def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
@@ -419,7 +355,8 @@ def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
         return None
 
 
-def _conditions(c: dict) -> str:
+def conditions_text(c: dict) -> str:
+    """The machine and load a measurement was taken under, in words."""
     where = c.get("gpu") or f"{c.get('cpus')} CPU cores ({c.get('cpu')}), no GPU"
     # records without the mark had their conditions taken when the result was saved
     when = " at the start" if c.get("load_taken") == "start" else ""
@@ -452,7 +389,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
     lat = sb["latency_ms"]
     lines = [
         f"`deepmath bench sandbox` — median milliseconds per snippet, side by side in one run ({sb['repeats']} "
-        f"repeats; {_conditions(sb['conditions'])}):",
+        f"repeats; {conditions_text(sb['conditions'])}):",
         "",
         "| snippet | " + " | ".join(EXECUTORS[e] for e in lat) + " |",
         "|---" * (len(lat) + 1) + "|",
@@ -461,18 +398,16 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         lines.append(f"| {label} | " + " | ".join(_ms(lat[e][key]) for e in lat) + " |")
     lines += [
         "",
-        f"Overhead over bare `exec`: {sb['overhead_ms']:.2f} ms per snippet (goal ≤ {GOALS['overhead_ms']:g} ms); the "
-        f"loop runs {sb['loop_speedup_vs_smolagents']:.0f}x faster than under smolagents' AST interpreter (goal ≥ "
-        f"{GOALS['loop_speedup_vs_smolagents']:g}x); creating a Sandbox takes {sb['creation_ms']:.1f} ms (goal ≤ "
-        f"{GOALS['creation_ms']:g} ms), creating one and running a first snippet {sb['create_and_first_run_ms']:.1f} ms.",
+        fill(
+            "bench_sandbox",
+            **sb,
+            goal_overhead=GOALS["overhead_ms"],
+            goal_loop=GOALS["loop_speedup_vs_smolagents"],
+            goal_creation=GOALS["creation_ms"],
+        ),
     ]
     gr = load("grading", bench_dir)
-    lines += [
-        "",
-        f"`deepmath bench grading` — {gr['n']:,} answers (bare answers and whole solutions, boxed, several boxes or "
-        f"none) graded in a fresh process in {gr['seconds']:.1f} s, {gr['rows_per_s']:.0f} per second (goal: "
-        f"8,000 in under 60 s; {_conditions(gr['conditions'])}).",
-    ]
+    lines += ["", fill("bench_grading", **{**gr, "conditions": conditions_text(gr["conditions"])})]
     for name in (
         "rollouts_nano_transformers",
         "rollouts_nano_vllm",
@@ -505,11 +440,7 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
 
         lines += [
             "",
-            f"{title} — {r['n']} agent trajectories through a batch of {r['slots']} rows "
-            f"({r.get('in_flight', r['slots'])} started at once), against one at a time "
-            f"({r['sequential_trajectories']} trajectories) and against raw batched `generate` ({r['raw_rows']} rows "
-            f"x {r['raw_new_tokens_per_row']} tokens, the trajectories' mean), same model and sampling, "
-            f"{r['backend']} backend ({r['mode']} mode; median of {r['repeats']} interleaved runs):",
+            fill("bench_rollouts", **{**r, "title": title, "in_flight": r.get("in_flight", r["slots"])}),
             "",
             "| | model tokens/s |",
             "|---|---|",
@@ -528,64 +459,39 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         ceiling = ""
         if "raw_speedup" in r:  # stored before the one-row figure existed: no such row
             lines.append(f"| raw `generate`, one row | {r['raw_one_row_model_tokens_per_s']:,.0f} |")
-            ceiling = (
-                f" Raw `generate` itself runs {r['raw_speedup']:.2f}x faster on {r['raw_rows']} rows than on one: "
-                "the loop's speedup would reach that if it ran at raw speed both ways."
-            )
-        lines += [
-            "",
-            f"**{r['speedup']:.2f}x** concurrent over one at a time{goal_x}; the loop reaches "
-            f"**{r['fraction_of_raw']:.0%}** of raw generation{goal_f} ({_conditions(r['conditions'])}).{ceiling}",
-        ]
+            ceiling = " " + fill("bench_rollouts_ceiling", **r)
+        cond = conditions_text(r["conditions"])
+        summary = fill(
+            "bench_rollouts_summary", **{**r, "goal_x": goal_x, "goal_f": goal_f, "conditions": cond}
+        )
+        lines += ["", summary + ceiling]
         if "concurrent_steps" in r:  # where the batch's rows went (stored since the engine counts them)
             mean = r["concurrent_model_tokens"] / r["concurrent_trajectories"]
-            lines += [
-                "",
-                f"Where the loop's rows went: {r['concurrent_steps']} steps for its {r['concurrent_model_tokens']:,} "
-                f"model tokens, {r['concurrent_rows_per_step']:.1f} rows sampled per step on average (raw: "
-                f"{r['raw_rows']} every step), a step {1000 * r['concurrent_seconds'] / r['concurrent_steps']:.1f} ms "
-                f"(raw: {1000 * r['raw_rows'] / r['raw_model_tokens_per_s']:.1f} ms). {r['concurrent_sparse_steps']} "
-                f"steps sampled fewer than {r['slots'] / 8:g} rows: the batch draining behind the longest "
-                f"trajectories ({r['concurrent_max_model_tokens']} model tokens, against {mean:.0f} on average). "
-                f"Beside its decode tokens it prefilled {r['concurrent_prefill_tokens']:,}: every new prompt past "
-                "the part it shares with the previous one, and every tool output.",
-            ]
+            rows = {
+                **r,
+                "mean": mean,
+                "step_ms": 1000 * r["concurrent_seconds"] / r["concurrent_steps"],
+                "raw_step_ms": 1000 * r["raw_rows"] / r["raw_model_tokens_per_s"],
+                "sparse_rows": r["slots"] / 8,
+            }
+            lines += ["", fill("bench_rollouts_rows", **rows)]
             if "concurrent_sparse_seconds" in r:
-                lines[-1] += (
-                    f" The sparse steps took {r['concurrent_sparse_seconds']:.2f} s of the run's "
-                    f"{r['concurrent_seconds']:.2f} s."
-                )
+                lines[-1] += " " + fill("bench_rollouts_sparse", **r)
         if "sandbox_share" in r:
             same = r["presandboxed_model_tokens"] == r["concurrent_model_tokens"]
-            lines += [
-                "",
-                "Starting and closing one sandbox per trajectory (a fork of the warmed zygote, then an exit) runs on "
-                "the same cores as generation: with the run's sandboxes started before the clock, the same "
-                "trajectories ("
-                + (
-                    f"{r['concurrent_model_tokens']:,} model tokens both times"
-                    if same
-                    else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
-                    "this backend's batches depend on timing"
-                )
-                + (
-                    f") ran {r['presandboxed_model_tokens_per_s'] / r['concurrent_model_tokens_per_s'] - 1:.0%} "
-                    f"faster, so the sandboxes' lifecycle took {r['sandbox_share']:.0%} of the loop's throughput here."
-                    if r["sandbox_share"] > 0
-                    else f") ran no faster ({r['presandboxed_model_tokens_per_s']:,.0f} against "
-                    f"{r['concurrent_model_tokens_per_s']:,.0f} model tokens/s): on this model the sandboxes' "
-                    "lifecycle is lost in the run-to-run noise."
-                ),
-            ]
-    gb = _stored("generate_batch_nano", bench_dir)
-    if gb is not None:
-        lines += [
-            "",
-            f"`python scripts/generate_batch_check.py` — transformers' own continuous batching (`generate_batch`, a "
-            f"paged cache) against plain batched `generate`, nano, the same {gb['rows']} prompts, greedy, "
-            f"{gb['new_tokens_per_row']} new tokens per row: {gb['generate_batch_model_tokens_per_s']:,.0f} against "
-            f"{gb['generate_model_tokens_per_s']:,.0f} model tokens/s ({_conditions(gb['conditions'])}).",
-        ]
+            tokens = (
+                f"{r['concurrent_model_tokens']:,} model tokens both times"
+                if same
+                else f"{r['presandboxed_model_tokens']:,} model tokens against {r['concurrent_model_tokens']:,}: "
+                "this backend's batches depend on timing"
+            )
+            faster = r["presandboxed_model_tokens_per_s"] / r["concurrent_model_tokens_per_s"] - 1
+            effect = (
+                fill("bench_rollouts_lifecycle_cost", faster=faster, sandbox_share=r["sandbox_share"])
+                if r["sandbox_share"] > 0
+                else fill("bench_rollouts_lifecycle_noise", **r)
+            )
+            lines += ["", fill("bench_rollouts_lifecycle", tokens=tokens, effect=effect)]
     return "\n".join(lines)
 
 
@@ -598,12 +504,7 @@ def grading_block(bench_dir: str | Path | None = None) -> str:
         raise KeyError(
             "data/results/bench/grading.json has no suite figures; run `deepmath bench grading --suite`"
         )
-    return (
-        f"On our labelled suite of {s['suite_n']} (gold, prediction, label) cases "
-        "(`tests/fixtures/grading_suite.jsonl`, written alongside the grader, so not a held-out score) it agrees "
-        f"with the labels {s['ours']:.1%} of the time, bare math-verify {s['bare_math_verify']:.1%} "
-        "(`deepmath bench grading --suite`)."
-    )
+    return fill("grading", **s)
 
 
 def sandbox_layers_block() -> str:
@@ -625,11 +526,13 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
         return "Not measured on this commit's line yet: `python scripts/fresh_clone.py --demo` measures it."
     test, demo = r["steps"]["make_test"], r["steps"].get("make_demo")
     lines = [
-        f"Measured by `python scripts/fresh_clone.py --demo` on a fresh clone of commit {r['commit'][:10]} "
-        f"({_conditions(r['conditions'])}):",
-        "",
-        f"- `CI=true make test`: {_min_s(test['seconds'])} from nothing (the installs, the vLLM CPU build, then the "
-        f"tests): {'; '.join(test['pytest'])}.",
+        fill(
+            "timing",
+            commit=r["commit"][:10],
+            conditions=conditions_text(r["conditions"]),
+            test_time=_min_s(test["seconds"]),
+            pytest="; ".join(test["pytest"]),
+        )
     ]
     if demo:
         nbs = demo.get("pipeline", {}).get("notebooks", {})
@@ -646,10 +549,7 @@ def timing_block(bench_dir: str | Path | None = None) -> str:
             )
         else:
             same = "differs from the committed one"
-        lines.append(
-            f"- then `make demo` with the committed nano evaluation samples removed, so everything is recomputed: "
-            f"{_min_s(demo['seconds'])} ({per}); the regenerated `data/results/nano/eval_summary.csv` {same}."
-        )
+        lines.append(fill("timing_demo", demo_time=_min_s(demo["seconds"]), per=per, same=same))
     return "\n".join(lines)
 
 
@@ -657,25 +557,16 @@ def space_block(bench_dir: str | Path | None = None) -> str:
     r = _stored("space", bench_dir)
     if r is None:
         return "Not measured yet: run `deepmath bench space`, then `deepmath report`."
-    return (
-        f"The page answered HTTP 200 {r['startup_s']:.1f} s after `python space/app.py` started. smol's GGUF, "
-        f"converted into a fresh cache folder as the first smol request does once, took {r['gguf_convert_s']:.0f} s. "
-        f"The load test's {r['requests']} concurrent requests took {r['seconds']:.1f} s: {r['normal_answered']} of "
-        f"{r['normal']} nano problems answered right, {r['hostile_bounded']} of {r['hostile']} hostile snippets ended "
-        f"in an error or a timeout, the secret "
-        + ("**leaked**" if r["secret_leaked"] else "in no response")
-        + f"; the app's RSS was {r['rss_mb_before']} MB before, {r['rss_mb_peak']} MB at its peak and "
-        f"{r['rss_mb_after']} MB after, with {r['processes_after']} processes below it after the load "
-        f"({r['processes_before']} before) ({_conditions(r['conditions'])})."
-    )
+    secret = "**leaked**" if r["secret_leaked"] else "in no response"
+    return fill("space", **{**r, "secret": secret, "conditions": conditions_text(r["conditions"])})
 
 
 def fidelity_block(profile=None) -> str:
-    """The fidelity table: the original's settings (IntelLabs/DeepMath at 278bb58: `configs/training.yaml`,
-    `deep_math/models.py`, `deep_math/rewards.py`, `example.sh`), beside the paper profile's own values, read from
-    the profile (`profile` replaces it in tests), and why each deviation is kept."""
+    """The fidelity table (`docs/templates/fidelity.md`): the original's settings (IntelLabs/DeepMath at 278bb58:
+    `configs/training.yaml`, `deep_math/models.py`, `deep_math/rewards.py`, `example.sh`) and why each deviation is
+    kept, beside the paper profile's own values, read from the profile (`profile` replaces it in tests)."""
     from .profiles import get_profile
-    from .prompts import ORIGINAL_COMMIT, ORIGINAL_NAMES
+    from .prompts import ORIGINAL_COMMIT
 
     p = profile or get_profile("paper")
     tr, ev = p.train_sampling, p.eval_sampling
@@ -689,178 +580,43 @@ def fidelity_block(profile=None) -> str:
         if p.prompt == "original"
         else f"`prompt` = `{p.prompt}`: the instruction and solved examples of `deepmath_lib/prompts.py`"
     )
-    sync = "on" if p.sync_ref_model else "off"
-    rows = [
-        (
-            "model; weights of Baseline / +Agent",
-            "Qwen3-4B-Thinking-2507; base",
-            f"`{p.model}`; base, no adapter",
-            "",
-        ),
-        (
-            "prompt",
-            f"system: `{ORIGINAL_NAMES['system']}` formatted with `deep_math/fewshot.txt`; user: "
-            f'`{ORIGINAL_NAMES["user"]}` ("Question: {{question}}"); Baseline and +GRPO: '
-            f"`{ORIGINAL_NAMES['baseline']}`",
-            prompt,
-            "the instruction is `agent_math_instruction`, the one its training configuration names (so the released "
-            "adapter learned it); its `example.sh` names `agent_math_instruction_2`, which its `prompts.py` does not "
-            "define",
-        ),
-        (
-            "agent",
-            "≤ 50 steps, ≤ 3,000 tokens per step (`max_completion_length: 3000`), 20 s per snippet",
-            f"`max_calls` {p.max_calls}, `max_tokens_per_step` {p.max_tokens_per_step:,}, `sandbox_timeout` "
-            f"{p.sandbox_timeout:g} s",
-            "",
-        ),
-        (
-            "rollout budget",
-            "5,000 generated tokens (`max_agent_output`; executor output not counted)",
-            f"{tr.max_model_tokens:,} generated tokens (executor output not counted)",
-            "",
-        ),
-        (
-            "prompt length (GRPO)",
-            "`max_prompt_length: 2048`: TRL 0.17 keeps a longer prompt's last 2,048 tokens",
-            f"`max_prompt_length` {p.max_prompt_length:,}"
-            if p.max_prompt_length
-            else "`max_prompt_length` none: every prompt whole",
-            "the cut falls on the start of the system instruction; TRL 1.16 cuts nothing; the setting reproduces it",
-        ),
-        (
-            "training length",
-            "one epoch (`num_train_epochs: 1`, `max_steps: -1`) over the file less a dev split of 150 "
-            '(`dev_split: 150`, never evaluated: `eval_strategy: "no"`); a checkpoint every 20 steps',
-            f"`train_steps` {p.train_steps:,} over at most {p.train_problems:,} deduplicated problems; no dev split; "
-            f"a checkpoint every {p.save_steps} steps",
-            "an epoch is one step per 4 rows of the file, which repeats each problem; the temperature schedule ends "
-            "at step 1,000, and which checkpoint became `Intel/deepmath-v1` is not stated; the dev split only kept "
-            "150 problems out of training",
-        ),
-        (
-            "LoRA",
-            "r32, α16, rsLoRA, all linear layers, dropout 0.1",
-            f"r{p.lora_r}, α{p.lora_alpha}, {'rsLoRA' if p.use_rslora else 'no rsLoRA'}, all linear layers, "
-            f"dropout {p.lora_dropout:g}",
-            "",
-        ),
-        (
-            "optimiser",
-            "`adamw_torch_fused`, lr 1e-6, cosine, warmup 0.1, weight decay 0.001",
-            f"`{p.optim}`, lr {p.learning_rate:.0e}".replace("e-0", "e-")
-            + f", {p.lr_scheduler}, warmup {p.warmup_ratio:g}, weight decay "
-            f"{p.weight_decay:g}",
-            "",
-        ),
-        (
-            "GRPO loss",
-            "`bnpo`, `epsilon_high` 0.4, KL β 0.04 (TRL 0.17's default, which it ran)",
-            f"`{p.loss_type}`, `epsilon_high` {p.epsilon_high}, β {p.beta:g}",
-            "",
-        ),
-        (
-            "reference-model sync",
-            "`sync_ref_model: true`, `ref_model_mixup_alpha: 0.4`, `ref_model_sync_steps: 300`",
-            f"`sync_ref_model` {sync}; α {p.ref_model_mixup_alpha:g}, every {p.ref_model_sync_steps} steps when on",
-            "with LoRA, TRL 0.17 keeps no reference copy (the reference is the model with its adapter off) and its "
-            "sync callback skips a missing one, so the setting changed nothing there; TRL 1.16 refuses it with LoRA",
-        ),
-        (
-            "batch",
-            "4 generations per prompt, 16 completions per optimiser step",
-            f"{p.num_generations} generations per prompt, {p.prompts_per_step * p.num_generations} completions per "
-            "step on any GPU count",
-            "gradient accumulation is derived from the world size (`grpo.batch_shape`)",
-        ),
-        (
-            "sampling (train)",
-            "T 1.2 → 0.7 linearly over 1,000 steps, top_p 0.8, top_k 50",
-            f"T {p.temperature_start:g} → {p.temperature_end:g} over {p.temperature_steps:,} steps, top_p "
-            f"{tr.top_p:g}, top_k {tr.top_k}; the schedule also reaches the training log-probs",
-            "",
-        ),
-        (
-            "rewards",
-            "accuracy (math-verify) 0.1, code use 1.0; code use pays for any `<tool_call>…</tool_call>` in the "
-            "completion (`code_format_reward`)",
-            f"accuracy {p.reward_weights[0]}, code use {p.reward_weights[1]}; `code_reward` = "
-            f"`{p.code_reward}`: {code_rule}",
-            "nano and smol keep `ran`, with which their committed results were made",
-        ),
-        (
-            "seed, data",
-            "42; `fastragdev/openmathreasoning-tir` (`problem`, `answer`)",
-            f"{p.seed}; `{p.train_data}`, deduplicated and shuffled with the seed",
-            "the file repeats problems in order",
-        ),
-        (
-            "sampling (eval)",
-            "T 0.6, top_p 0.95, top_k 20, 16 samples, 20k tokens",
-            f"T {ev.temperature:g}, top_p {ev.top_p:g}, top_k {ev.top_k}, {p.eval_samples} samples, "
-            f"{ev.max_model_tokens:,} tokens",
-            "",
-        ),
-        (
-            "context (eval)",
-            "vLLM `max_model_len` 50,000 on the agent path (`deep_math/models.py`)",
-            f"`max_model_len` {p.max_model_len:,}, every configuration",
-            "",
-        ),
-        (
-            "importance sampling of vLLM log-probs",
-            "none (TRL 0.17 had none)",
-            "off while top-k / top-p filter the sampling (the paper's case); on otherwise",
-            "vLLM's `processed_logprobs` are after top-k/top-p, the trainer's are not: each token's ratio is below 1 "
-            "and TRL's default `sequence_mask` multiplies them over 5,000 tokens, so an unchanged policy's weight "
-            "collapses towards 0",
-        ),
-        (
-            "executor tokens",
-            "trained on",
-            "masked out of the loss (`env_mask`)",
-            "they are not the model's actions",
-        ),
-        (
-            "sandbox",
-            "smolagents' AST interpreter, variables lost between snippets",
-            "OS-level process sandbox, variables persist",
-            "the original's is escapable; its prompt assumes persistence",
-        ),
-        (
-            "answers",
-            "math-verify's default extraction over the whole completion",
-            "one extraction rule over the model's own prose (see Grading)",
-            "executor output must not supply the answer",
-        ),
-        (
-            "trajectories in flight",
-            "one",
-            f"many (`concurrency` {p.concurrency}, vLLM batches them)",
-            "speed; same samples in distribution",
-        ),
-        (
-            "output length",
-            "model + executor tokens",
-            "both: `mean_len_total_tokens` (the original's figure) and `mean_len_model_tokens`",
-            "compare like with like",
-        ),
-        (
-            "error bars; HLE subset",
-            "none; unspecified",
-            "bootstrap 95% CIs; math, exact-match, text-only",
-            "",
-        ),
-    ]
-    lines = [
-        f'| setting | original (IntelLabs/DeepMath at {ORIGINAL_COMMIT}) | ours (`get_profile("{p.name}")`) | why |',
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(lines)
+    return fill(
+        "fidelity",
+        commit=ORIGINAL_COMMIT,
+        name=p.name,
+        model=f"`{p.model}`; base, no adapter",
+        prompt=prompt,
+        agent=f"`max_calls` {p.max_calls}, `max_tokens_per_step` {p.max_tokens_per_step:,}, `sandbox_timeout` "
+        f"{p.sandbox_timeout:g} s",
+        budget=f"{tr.max_model_tokens:,} generated tokens (executor output not counted)",
+        prompt_length=f"`max_prompt_length` {p.max_prompt_length:,}"
+        if p.max_prompt_length
+        else "`max_prompt_length` none: every prompt whole",
+        training_length=f"`train_steps` {p.train_steps:,} over at most {p.train_problems:,} deduplicated problems; "
+        f"no dev split; a checkpoint every {p.save_steps} steps",
+        lora=f"r{p.lora_r}, α{p.lora_alpha}, {'rsLoRA' if p.use_rslora else 'no rsLoRA'}, all linear layers, "
+        f"dropout {p.lora_dropout:g}",
+        optimiser=f"`{p.optim}`, lr {p.learning_rate:.0e}".replace("e-0", "e-")
+        + f", {p.lr_scheduler}, warmup {p.warmup_ratio:g}, weight decay {p.weight_decay:g}",
+        loss=f"`{p.loss_type}`, `epsilon_high` {p.epsilon_high}, β {p.beta:g}",
+        ref_sync=f"`sync_ref_model` {'on' if p.sync_ref_model else 'off'}; α {p.ref_model_mixup_alpha:g}, every "
+        f"{p.ref_model_sync_steps} steps when on",
+        batch=f"{p.num_generations} generations per prompt, {p.prompts_per_step * p.num_generations} completions "
+        "per step on any GPU count",
+        train_sampling=f"T {p.temperature_start:g} → {p.temperature_end:g} over {p.temperature_steps:,} steps, top_p "
+        f"{tr.top_p:g}, top_k {tr.top_k}; the schedule also reaches the training log-probs",
+        rewards=f"accuracy {p.reward_weights[0]}, code use {p.reward_weights[1]}; `code_reward` = `{p.code_reward}`: "
+        f"{code_rule}",
+        seed_data=f"{p.seed}; `{p.train_data}`, deduplicated and shuffled with the seed",
+        eval_sampling=f"T {ev.temperature:g}, top_p {ev.top_p:g}, top_k {ev.top_k}, {p.eval_samples} samples, "
+        f"{ev.max_model_tokens:,} tokens",
+        context=f"`max_model_len` {p.max_model_len:,}, every configuration",
+        in_flight=f"many (`concurrency` {p.concurrency}, vLLM batches them)",
+    )
 
 
 BLOCKS = {
+    "headline": headline_block,
     "gpu": gpu_block,
     "results": results_block,
     "results_smol": lambda: results_block("smol"),
@@ -868,8 +624,6 @@ BLOCKS = {
     "comparisons_smol": lambda: comparisons_block("smol"),
     "conclusion": conclusion_block,
     "conclusion_smol": lambda: conclusion_block("smol"),
-    "smol_kinds": smol_kinds_block,
-    "nano_copy": nano_copy_block,
     "bench": bench_block,
     "grading": grading_block,
     "sandbox_layers": sandbox_layers_block,
@@ -879,42 +633,92 @@ BLOCKS = {
 }
 
 
-def render(readme: str) -> str:
-    """The README text with every known block regenerated."""
-    for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(readme):
-            raise ValueError(f"README has no <!-- {name}:start --> ... <!-- {name}:end --> block")
-        block = make()
-        readme = pattern.sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(2), readme)
-    return readme
+DOCS = ["README.md", "docs/*.md"]  # the files whose blocks `deepmath report` fills, relative to the repo root
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+def experiment_blocks(root: str | Path | None = None) -> dict:
+    """Blocks that experiments provide: each `experiments/<name>/block.py` with a `render()` fills the block
+    `<name>`. The library names no experiment; it only looks for that file."""
+    import importlib
+
+    root = Path(root or EXPERIMENTS_DIR)
+    found = {}
+    for path in sorted(root.glob("*/block.py")):
+        if str(root.parent) not in sys.path:  # experiments import each other as the `experiments` package
+            sys.path.insert(0, str(root.parent))
+        module = importlib.import_module(f"{root.name}.{path.parent.name}.block")
+        found[path.parent.name] = module.render
+    return found
+
+
+def all_blocks() -> dict:
+    """Every block name and the function that makes it: the library's own, then the experiments'."""
+    return {**BLOCKS, **experiment_blocks()}
+
+
+MARKER = re.compile(r"<!-- (\w+):start -->\n.*?<!-- \1:end -->", re.S)
+
+
+def render(text: str, blocks: dict | None = None) -> str:
+    """`text` with each of its `<!-- NAME:start -->` … `<!-- NAME:end -->` blocks regenerated; a block whose name
+    no source makes raises ValueError."""
+    blocks = all_blocks() if blocks is None else blocks
+    made: dict[str, str] = {}
+
+    def fill(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in blocks:
+            raise ValueError(f"no source makes the block {name!r}")
+        if name not in made:
+            made[name] = blocks[name]()
+        return f"<!-- {name}:start -->\n{made[name]}\n<!-- {name}:end -->"
+
+    return MARKER.sub(fill, text)
+
+
+def doc_files(root: str | Path | None = None) -> list[Path]:
+    """README.md and docs/*.md, the pages `deepmath report` fills."""
+    root = Path(root or REPO_ROOT)
+    return [p for pattern in DOCS for p in sorted(root.glob(pattern))]
 
 
 def report_main(check: bool = False, readme: str | Path | None = None) -> int:
-    path = Path(readme or REPO_ROOT / "README.md")
+    """Fill every block of README.md and docs/*.md (or of `readme` alone) from the stored results; with `check`,
+    exit 1 when a page differs and write nothing. Every block a source makes must appear on some page."""
+    paths = [Path(readme)] if readme else doc_files()
+    blocks = all_blocks()
     try:
-        old = path.read_text()
-        new = render(old)
+        pages = {path: path.read_text() for path in paths}
+        new = {path: render(text, blocks) for path, text in pages.items()}
+        if readme is None:
+            shown = {m.group(1) for text in pages.values() for m in MARKER.finditer(text)}
+            missing = sorted(set(blocks) - shown)
+            if missing:
+                raise ValueError(f"blocks on no page: {', '.join(missing)}")
     except (
         OSError,
         ValueError,
         KeyError,
-    ) as exc:  # no README, a block missing, a results file missing or malformed
+    ) as exc:  # a page or block missing, a results file missing or malformed
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    changed = [path for path in paths if new[path] != pages[path]]
     if check:
-        if new != old:
+        for path in changed:
             print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
+        if changed:
             return 1
-        print(f"{path}: up to date")
+        print(f"{len(paths)} page(s) up to date")
         return 0
-    path.write_text(new)
-    print(f"{path}: {'rewritten' if new != old else 'already up to date'}")
+    for path in changed:
+        path.write_text(new[path])
+        print(f"{path}: rewritten")
+    print(f"{len(paths)} page(s), {len(changed)} rewritten")
     from .plots import plot_profiles
 
-    fig = plot_profiles(
-        None, path.parent / "figures"
-    )  # the profiles side by side, from the same stored results
+    figures = (Path(readme).parent if readme else REPO_ROOT) / "figures"
+    fig = plot_profiles(None, figures)  # the profiles side by side, from the same stored results
     if fig is not None:
         print(f"{fig}: redrawn")
     return 0

@@ -67,7 +67,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Parameters
 # The cell below is tagged `parameters`: papermill (`make demo`, `deepmath pipeline`) replaces these values with
-# those of `params/<profile>.yaml`. The defaults are the fast settings nbval runs. `quick` runs a subset of the
+# `configs/<profile>.yaml` and the output folders the pipeline sets. The defaults are the fast settings nbval runs. `quick` runs a subset of the
 # red team and fewer timing repeats; `progress` is shared by all five notebooks (nothing here runs long enough to
 # need a progress bar).
 

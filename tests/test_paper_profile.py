@@ -294,11 +294,12 @@ def test_new_options_answer_bad_input_with_one_clear_error(argv, needle, capsys,
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_report_without_its_block_is_a_clear_error(tmp_path, capsys):
+def test_report_with_an_unknown_block_is_a_clear_error(tmp_path, capsys):
     from deepmath_lib.report import report_main
 
     readme = tmp_path / "README.md"
-    readme.write_text("# no blocks here\n")
+    text = "# a page\n<!-- gpu_typo:start -->\nold\n<!-- gpu_typo:end -->\n"
+    readme.write_text(text)
     assert report_main(readme=readme) == 2
-    assert "no <!-- gpu:start -->" in capsys.readouterr().err
-    assert readme.read_text() == "# no blocks here\n"  # left as it was
+    assert "no source makes the block 'gpu_typo'" in capsys.readouterr().err
+    assert readme.read_text() == text  # left as it was

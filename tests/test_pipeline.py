@@ -101,3 +101,79 @@ def test_published_notebook_keeps_its_parameters_and_gets_stable_outputs(tmp_pat
         "nano", output_dir=out_dir, notebook_dir=nb_dir, extra_params={"quick": False}, publish=True
     )
     assert (nb_dir / "01_show.ipynb").read_bytes() == first
+
+
+def _tracked_state(root, folders):
+    """(path, blob hash) of every git-tracked file under `folders` as it is on disk now."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--", *folders], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    files = [f for f in files if f]
+    hashes = subprocess.run(
+        ["git", "hash-object", "--", *files], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return dict(zip(files, hashes, strict=True))
+
+
+def test_readmes_papermill_example_writes_under_runs_only(tmp_path):
+    """The README's papermill example, run as a reader would (with the executed copy in a temporary folder): it
+    trains and evaluates, and every committed result, figure and notebook is unchanged afterwards."""
+    import re
+    import shlex
+
+    from deepmath_lib.paths import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "papermill notebooks/03_grpo_train.ipynb" in x)
+    argv = shlex.split(line.split("#")[0])
+    argv[0] = str(REPO_ROOT / ".venv" / "bin" / "papermill")
+    if not (REPO_ROOT / ".venv" / "bin" / "papermill").exists():
+        argv[0] = "papermill"
+    out = tmp_path / "03.ipynb"
+    argv[argv.index("runs/03.ipynb")] = str(out)
+    assert (
+        re.search(r"-p train_steps \d", line) and "-f" not in argv
+    )  # no params file: the notebook's own outputs
+    folders = ["data/results", "figures", "notebooks"]
+    before = _tracked_state(REPO_ROOT, folders)
+    run = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    import json
+
+    steps = int(re.search(r"-p train_steps (\d+)", line).group(1))
+    summary = json.loads((REPO_ROOT / "runs/nbval/results/nano/train_summary.json").read_text())
+    assert summary["steps"] == steps  # this run's summary, under runs/
+    assert (REPO_ROOT / "runs/nbval/nano/grpo/final").is_dir()  # its weights, under runs/, not runs/nano/
+    assert _tracked_state(REPO_ROOT, folders) == before
+
+
+def test_only_a_published_run_writes_committed_places(tmp_path):
+    """Without --publish the pipeline's results and figures go under runs/; with it to data/results/ and figures/.
+    Both train into runs/<profile>/, the root whose grpo/final later commands use."""
+    from pathlib import Path
+
+    from deepmath_lib.paths import REPO_ROOT
+
+    def where(params):
+        return {k: (REPO_ROOT / "notebooks" / v).resolve() for k, v in params.items()}
+
+    runs = REPO_ROOT / "runs"
+    assert where(pipeline.output_params("nano", publish=False)) == {
+        "results_root": runs,
+        "figures_dir": runs / "nano" / "figures",
+        "work_dir": runs,
+    }
+    assert where(pipeline.output_params("smol", publish=True)) == {
+        "results_root": REPO_ROOT / "data" / "results",
+        "figures_dir": REPO_ROOT / "figures" / "smol",
+        "work_dir": runs,
+    }
+    assert where(pipeline.output_params("nano", publish=True))["figures_dir"] == REPO_ROOT / "figures"
+    # the override files hold overrides only: no output places, no recipe values
+    for profile in ("nano", "smol", "paper"):
+        _, params = pipeline.load_params(profile)
+        assert set(params) == {"profile", "quick", "progress"}, params
+    assert (
+        not (REPO_ROOT / "params").exists()
+        and Path(REPO_ROOT / "configs" / "accelerate_zero2.yaml").is_file()
+    )

@@ -1,16 +1,59 @@
-"""`deepmath report`: README blocks come from stored results; `--check` fails when the README drifts."""
+"""`deepmath report`: the blocks of README.md and docs/*.md come from stored results; `--check` fails when a page
+drifts."""
+
+import re
+import subprocess
 
 from deepmath_lib.paths import REPO_ROOT
-from deepmath_lib.report import report_main
+from deepmath_lib.report import BLOCKS, MARKER, doc_files, experiment_blocks, report_main
 
 
-def test_readme_blocks_match_the_stored_results():
+def test_readme_and_docs_blocks_match_the_stored_results():
     assert report_main(check=True) == 0
+
+
+def test_check_covers_every_page_and_every_block():
+    pages = doc_files()
+    assert REPO_ROOT / "README.md" in pages and len([p for p in pages if p.parent.name == "docs"]) >= 8
+    shown = {m.group(1) for p in pages for m in MARKER.finditer(p.read_text())}
+    assert set(BLOCKS) | set(experiment_blocks()) == shown
+
+
+def test_check_fails_on_a_hand_edited_docs_page(tmp_path, capsys):
+    page = tmp_path / "nano.md"
+    page.write_text(
+        (REPO_ROOT / "docs" / "nano.md").read_text().replace("problems gained", "problems won", 1)
+    )
+    assert report_main(check=True, readme=page) == 1
+    assert "differs" in capsys.readouterr().err
+
+
+def test_experiments_provide_their_blocks_and_the_library_names_none():
+    assert {"smol_by_kind", "nano_copy", "generate_batch_check"} <= set(experiment_blocks())
+    names = [
+        p.name for p in (REPO_ROOT / "experiments").iterdir() if p.is_dir() and not p.name.startswith("_")
+    ]
+    assert names
+    for name in names:
+        readme = (REPO_ROOT / "experiments" / name / "README.md").read_text()
+        assert f"python -m experiments.{name}." in readme  # the command that reproduces its results
+    lib = subprocess.run(
+        ["git", "grep", "-n", "-E", "|".join(names), "--", "deepmath_lib"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert lib.stdout == "", lib.stdout
+
+
+def test_readme_is_short():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 220 and len(re.findall(r"\S+", text)) <= 2500
 
 
 def test_check_fails_on_a_hand_edited_block(tmp_path, capsys):
     copy = tmp_path / "README.md"
-    copy.write_text((REPO_ROOT / "README.md").read_text().replace("peak ", "peak 1", 1))
+    copy.write_text((REPO_ROOT / "README.md").read_text().replace("| DeepMath | ", "| DeepMath | 1", 1))
     assert report_main(check=True, readme=copy) == 1
     assert "differs" in capsys.readouterr().err
     assert report_main(readme=copy) == 0 and report_main(check=True, readme=copy) == 0
@@ -153,7 +196,7 @@ def test_conditions_say_at_the_start_only_when_taken_before_the_run(tmp_path):
     import json
 
     from deepmath_lib.bench import conditions, save
-    from deepmath_lib.report import _conditions
+    from deepmath_lib.report import conditions_text as _conditions
 
     before = conditions()
     save("early", {"x": 1}, tmp_path, cond=before)  # what `deepmath bench` does: taken before the run

@@ -79,7 +79,7 @@ def test_wheel_carries_the_reference_table_the_weights_and_the_heldout_set(wheel
 def test_figures_from_the_installed_wheel_outside_the_checkout(site, tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
-    figs = work / "runs" / "figures"  # the default outside a checkout
+    figs = work / "runs" / "nano" / "figures"  # the default outside a checkout: the profile's output root
     script = (
         "import sys, deepmath_lib, deepmath_lib.datasets as d, deepmath_lib.models as m, deepmath_lib.profiles as p\n"
         f"assert deepmath_lib.__file__.startswith({str(site)!r}), deepmath_lib.__file__\n"
@@ -151,7 +151,7 @@ def test_notebook_commands_run_from_the_wheel_in_a_folder_without_a_checkout(sit
     assert out.strip().splitlines()[-1].startswith("answer: ")
 
     deepmath("eval", "--profile", "nano", "--n-problems", "2", "--samples", "2")
-    nano = work / "runs" / "results" / "nano"
+    nano = work / "runs" / "nano"
     rows = (nano / "eval_summary.csv").read_text().splitlines()
     assert rows[0].startswith("dataset,config,k,maj_at_k") and len(rows) == 1 + 4  # the four configurations
     assert (
@@ -167,7 +167,7 @@ def test_notebook_commands_run_from_the_wheel_in_a_folder_without_a_checkout(sit
     assert json.loads((nano / "train_summary.json").read_text())["steps"] == 1
 
     deepmath("eval", "--profile", "smol", "--n-problems", "2", "--configs", "baseline", "agent", timeout=1500)
-    smol = work / "runs" / "results" / "smol"
+    smol = work / "runs" / "smol"
     rows = (smol / "eval_summary.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and all(
         r.startswith("heldout200,") for r in rows[1:]

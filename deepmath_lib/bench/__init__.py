@@ -1,7 +1,7 @@
 """Benchmarks, all in this package: `deepmath bench sandbox | rollouts | grading`.
 
 Each prints a table, then one JSON line (its last), and stores that JSON with the machine's conditions under
-`data/results/bench/<name>.json`, from which `deepmath report` writes the README's measured block and
+`data/results/bench/<name>.json`, from which `deepmath report` writes docs/benchmarks.md and
 `deepmath figures` draws the sandbox-latency figure. Comparisons are made side by side in one run, as ratios.
 """
 

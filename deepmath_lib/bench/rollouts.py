@@ -29,7 +29,7 @@ import time
 
 from ..profiles import get_profile
 
-GOALS = {"rollout_speedup": 10.0, "fraction_of_raw": 0.6}  # issue 13, on a 2-core CPU
+GOALS = {"rollout_speedup": 10.0, "fraction_of_raw": 0.6}  # set for nano on a 2-core CPU
 
 
 def _problems(profile, n: int) -> list[str]:

@@ -30,13 +30,12 @@ RECIPE: dict[str, Any] = {
     "version": RECIPE_VERSION,
     "seed": 0,
     "tokenizer": {"number_digits": 3},
-    # products: a first factor of 2 to `mul_max_digits` digits times a 2-digit one (v3: both 11-31), so answers
+    # products: a first factor of 2 to `mul_max_digits` digits times a 2-digit one, so answers
     # span two number tokens and "What is 4821*37?" is in the distribution
     "problems": {"mul_max_digits": 4},
     "data": {
-        # v6: 40,000 examples seen twice (v5: 10,000 seen 8 times, the same steps). The v5 model had memorised its
-        # products: the second token of a two-token answer was copied right 96.5% of the time on training traces
-        # but 84% on fresh ones (teacher-forced), and "4821*37" was boxed as 178113
+        # many examples seen twice rather than few seen often: a model trained on fewer examples for as many steps
+        # memorises its products and copies the second token of a two-token answer worse on fresh problems
         "n_examples": 40000,
         "cot_fraction": 0.12,  # examples with the CoT prompt (always hand traces)
         "tool_fraction": 0.28,  # of the agent-prompt examples: tool traces (the rest: hand traces)
@@ -53,9 +52,8 @@ RECIPE: dict[str, Any] = {
         "num_hidden_layers": 2,
         # head size 32: the smallest vLLM's CPU attention accepts (32-512), so one tiny model serves every backend
         "num_attention_heads": 4,
-        # v7: 4 key/value heads (v6: 2, shared by two query heads each). Copying a three-digit number token from the
-        # output block into the box goes through the heads' value maps; with their own, the box repeated the output
-        # in 74.6% of sampled tool trajectories on 4-digit x 2-digit products (v6: 53.2%; scripts/nano_copy.py)
+        # one key/value head per query head: copying a three-digit number token from the output block into the box
+        # goes through the heads' value maps, and shared ones copy it less often (docs/nano.md)
         "num_key_value_heads": 4,
         "head_dim": 32,
         "max_position_embeddings": 1024,
@@ -63,7 +61,7 @@ RECIPE: dict[str, Any] = {
         "tie_word_embeddings": True,
     },
     "train": {
-        "num_train_epochs": 2,  # v5: 8 over 10,000 examples, v4: 5 (two-token answers need the longer training)
+        "num_train_epochs": 2,
         "per_device_train_batch_size": 16,
         "learning_rate": 5e-3,
         "adam_beta2": 0.98,

@@ -868,7 +868,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "no privilege drop": ("privileges",),
     "all off": core.LAYERS,
 }
-# <results root>/sandbox_layers.json: data/results in a checkout (the README's table), ./runs/results from a wheel
+# <results root>/sandbox_layers.json: data/results in a checkout (the sandbox page's table), ./runs from a wheel
 LAYERS_JSON = _results_root() / "sandbox_layers.json"
 
 

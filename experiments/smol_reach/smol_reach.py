@@ -3,11 +3,11 @@
 GRPO only re-weights what the policy already samples: a problem kind that the untrained model never solves at the
 training temperature gives every completion of its group the same accuracy reward, so no accuracy signal. This
 script samples the untrained smol agent `--samples` times per validation problem (the same problems as
-`smol_by_kind.py`: nano generator, train split, seed 1, minus training; never the held-out set) at the training
+`experiments/smol_by_kind`: nano generator, train split, seed 1, minus training; never the held-out set) at the training
 sampling with temperature `--temperature` (the middle of the 1.2 -> 0.7 schedule by default), and counts per kind how
-many samples used code and how many were correct. Writes `data/results/smol/val_reach.json`.
+many samples used code and how many were correct. Writes `experiments/smol_reach/results/val_reach.json`.
 
-    python scripts/smol_reach.py [--n 80] [--samples 4] [--temperature 1.0]
+    python -m experiments.smol_reach.smol_reach [--n 80] [--samples 4] [--temperature 1.0]
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
-from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
-from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
+from experiments.common import results_dir, validation_problems
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=80, help="validation problems")
     ap.add_argument("--samples", type=int, default=4, help="samples per problem")
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/smol/val_reach.json"))
+    ap.add_argument("--out", default=str(results_dir("smol_reach") / "val_reach.json"))
     a = ap.parse_args()
     if a.n < 1 or a.samples < 1:
         ap.error(f"--n and --samples must be positive, got {a.n} and {a.samples}")

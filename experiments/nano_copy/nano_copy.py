@@ -9,10 +9,10 @@ the model's most likely next token is checked against the output's second token.
 with a counterfactual one whose second token is replaced by a random one: a model that copies follows the output,
 a model that computes the product itself still predicts the true token (`second_token_guesses_true`).
 
-Prints one JSON line per model folder and writes them all to `--out` (default `data/results/nano/copy.json`, which
-`deepmath report` turns into the README's paragraph on copying).
+Prints one JSON line per model folder and writes them all to `--out` (default
+`experiments/nano_copy/results/copy.json`, which its `block.py` turns into the nano page's paragraph on copying).
 
-    python scripts/nano_copy.py deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo
+    python -m experiments.nano_copy.nano_copy deepmath_lib/weights/nano-base deepmath_lib/weights/nano-grpo
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.models import load_model
-from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
+from experiments.common import results_dir
 
 OUTPUT = re.compile(r"```output\n(.*?)\n```", re.S)
 
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("models", nargs="+", help="nano model folders")
     ap.add_argument("--n", type=int, default=100, help="problems")
     ap.add_argument("--samples", type=int, default=4)
-    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/nano/copy.json"))
+    ap.add_argument("--out", default=str(results_dir("nano_copy") / "copy.json"))
     a = ap.parse_args()
     if a.n < 1 or a.samples < 1:
         ap.error(f"--n and --samples must be positive, got {a.n} and {a.samples}")

@@ -1,9 +1,9 @@
 """Why the repo has its own continuous batching: transformers 5's `generate_batch` (continuous batching over a paged
 cache) against plain batched `generate`, same nano model, same prompts, greedy, every row the same number of new
-tokens, in one run. Stores `data/results/bench/generate_batch_nano.json` (`deepmath report` puts it in the README's
-bench block).
+tokens, in one run. Stores `experiments/generate_batch_check/results/generate_batch_nano.json` (its `block.py` puts it on the
+benchmarks page).
 
-    python scripts/generate_batch_check.py [--rows 64] [--new 57]
+    python -m experiments.generate_batch_check.generate_batch_check [--rows 64] [--new 57]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from deepmath_lib.bench import conditions, save
 from deepmath_lib.bench.rollouts import _problems, _raw_transformers
 from deepmath_lib.models import load_model, trained_model_path
 from deepmath_lib.profiles import get_profile
+from experiments.common import results_dir
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
         "generate_batch_model_tokens": tokens,
         "generate_batch_model_tokens_per_s": round(tokens / dt, 1),
     }
-    print(f"stored {save('generate_batch_nano', res, cond=cond)}")
+    print(f"stored {save('generate_batch_nano', res, results_dir('generate_batch_check'), cond=cond)}")
     print(json.dumps(res))
 
 

@@ -2,12 +2,12 @@
 
 Validation problems: the nano generator's `train` split drawn with seed 1, minus every problem of the training set,
 so they are disjoint from both training and the held-out set. Greedy, the profile's agent settings, as the held-out
-check. Writes `data/results/smol/val_by_kind.json` (counts per kind: problems, code used, correct; finish reasons)
+check. Writes `experiments/smol_by_kind/results/val_by_kind.json` (counts per kind: problems, code used, correct; finish reasons)
 and the trajectories beside it (`val_by_kind_trajectories.jsonl`).
 
-    python scripts/smol_by_kind.py [--trained runs/demo/smol/grpo/final] [--n 80] [--also CHECKPOINT ...]
+    python -m experiments.smol_by_kind.smol_by_kind [--trained runs/smol/grpo/final] [--n 80] [--also CHECKPOINT ...]
 
-`--also` adds intermediate checkpoints of the same run (e.g. runs/demo/smol/grpo/checkpoint-18), each under its
+`--also` adds intermediate checkpoints of the same run (e.g. runs/smol/grpo/checkpoint-18), each under its
 folder name: picking one of them on these problems is model selection on validation, never on the held-out set.
 """
 
@@ -21,17 +21,18 @@ from pathlib import Path
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
-from deepmath_lib.grpo import agent_check, validation_problems
+from deepmath_lib.grpo import agent_check
 from deepmath_lib.models import load_model
 from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
+from experiments.common import results_dir, validation_problems
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trained", default=str(REPO_ROOT / "runs/demo/smol/grpo/final"))
+    ap.add_argument("--trained", default=str(REPO_ROOT / "runs/smol/grpo/final"))
     ap.add_argument("--n", type=int, default=80)
-    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/smol"))
+    ap.add_argument("--out", default=str(results_dir("smol_by_kind")))
     ap.add_argument("--also", nargs="*", default=[], help="intermediate checkpoints to check as well")
     a = ap.parse_args()
     if a.n < 1:

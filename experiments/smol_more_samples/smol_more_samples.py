@@ -3,15 +3,16 @@ profile's recipe but `--generations` (default 8) trajectories per problem instea
 only (the nano generator's `train` split drawn with seed 1, minus training: never the held-out set).
 
 The smol profile samples 4 trajectories per problem. On equations, counting and arithmetic series the untrained model
-solves a few percent of its samples (`data/results/smol/val_reach.json`), so almost every group of 4 scores 0 on
+solves a few percent of its samples (`experiments/smol_reach/results/val_reach.json`), so almost every group of 4 scores 0 on
 accuracy and GRPO learns nothing about them. With 8 samples a group more often holds a success. This run keeps every
 other setting (LoRA, rewards, learning rate and its schedule, 96-token rollouts); each step costs about twice the
-profile's, since it trains on twice the trajectories. Writes, under `data/results/smol/more_samples/`:
+profile's, since it trains on twice the trajectories. Writes, under `experiments/smol_more_samples/results/`:
 `train_summary.json` (the before/after check on the validation problems, greedy) and `train_metrics.csv`; then
-`python scripts/smol_by_kind.py --trained runs/smol_more_samples/final --out data/results/smol/more_samples` splits
+`python -m experiments.smol_by_kind.smol_by_kind --trained runs/smol_more_samples/final
+--out experiments/smol_more_samples/results` splits
 the same check by kind.
 
-    python scripts/smol_more_samples.py [--generations 8] [--steps 20] [--n 80]
+    python -m experiments.smol_more_samples.smol_more_samples [--generations 8] [--steps 20] [--n 80]
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from deepmath_lib.grpo import train, validation_problems
+from deepmath_lib.grpo import train
 from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
+from experiments.common import results_dir, validation_problems
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--n", type=int, default=80, help="validation problems of the before/after check")
     ap.add_argument("--output-dir", default=str(REPO_ROOT / "runs/smol_more_samples"))
-    ap.add_argument("--results", default=str(REPO_ROOT / "data/results/smol/more_samples"))
+    ap.add_argument("--results", default=str(results_dir("smol_more_samples")))
     a = ap.parse_args()
     if min(a.generations, a.prompts, a.steps, a.n) < 1 or a.generations < 2:
         ap.error("--generations must be at least 2 and --prompts, --steps, --n positive")

@@ -12,9 +12,9 @@ per problem kind, under three few-shot prompts:
 
 Each prompt is measured greedy (the held-out check's sampling) and, with `--samples`, sampled as GRPO samples it
 (T 1.0, top_p 0.8, top_k 50): a kind that no sample solves gives GRPO no accuracy signal there. Writes
-`data/results/smol/prompt_probe.json`.
+`experiments/smol_prompt_probe/results/prompt_probe.json`.
 
-    python scripts/smol_prompt_probe.py [--n 80] [--samples 4] [--sampled-prompts kinds]
+    python -m experiments.smol_prompt_probe.smol_prompt_probe [--n 80] [--samples 4] [--sampled-prompts kinds]
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.evaluate import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
-from deepmath_lib.grpo import validation_problems
 from deepmath_lib.models import load_model
-from deepmath_lib.paths import REPO_ROOT
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.sandbox import Sandbox
+from experiments.common import results_dir, validation_problems
 
 E = prompts.Example
 
@@ -153,7 +152,7 @@ def main() -> None:
         "--samples", type=int, default=4, help="samples per problem in the sampled runs (0: none)"
     )
     ap.add_argument("--sampled-prompts", nargs="*", default=["kinds"], choices=sorted(VARIANTS))
-    ap.add_argument("--out", default=str(REPO_ROOT / "data/results/smol/prompt_probe.json"))
+    ap.add_argument("--out", default=str(results_dir("smol_prompt_probe") / "prompt_probe.json"))
     a = ap.parse_args()
     if a.n < 1 or a.samples < 0:
         ap.error(f"--n must be positive and --samples not negative, got {a.n} and {a.samples}")

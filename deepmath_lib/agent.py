@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .aio import run_sync as _run_sync  # the name smolagent imports
 from .backends import Backend, Stop
 from .profiles import Profile, Sampling, get_profile
 from .prompts import build_messages
@@ -233,28 +233,6 @@ async def _close_sandbox(starting: asyncio.Future) -> None:
     with contextlib.suppress(Exception):  # a sandbox that failed to start has nothing to close
         sandbox = await starting
         await asyncio.to_thread(sandbox.close)
-
-
-def _run_sync(coro):
-    """Run a coroutine to completion, also from inside Jupyter's running event loop (in a thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target():
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 SANDBOX_STARTS = 2  # sandboxes starting at once in a run (the zygote forks one at a time)

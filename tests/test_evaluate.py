@@ -92,7 +92,7 @@ def test_hub_adapter_fingerprint_holds_its_revision(monkeypatch, tmp_path):
 
     prof = get_profile("paper")
     commits = {prof.model: "b" * 40, prof.released_weights: "1" * 40}
-    cache: dict[str, Path] = {}
+    cache: dict = {}
 
     def model_info(self, repo_id, **kwargs):
         if repo_id not in commits:

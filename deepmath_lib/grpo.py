@@ -281,15 +281,29 @@ def importance_sampling_kwargs(profile: Profile) -> dict[str, Any]:
     }
 
 
+def init_distributed(profile: Profile):
+    """accelerate's `PartialState`, creating the process group (when launched on several processes) with the
+    profile's `process_group_timeout_s`.
+
+    Where the timeout is set: accelerate passes `timeout` to `torch.distributed.init_process_group`, which applies
+    it to the default group whatever its backend, gloo (CPU) or NCCL (GPU: the watchdog's limit per collective).
+    It must come first: the group exists once, and a later `PartialState()` or TRL's `ddp_timeout` (also set to the
+    same value in `grpo_config`) does not change it."""
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    return PartialState(timeout=timedelta(seconds=profile.process_group_timeout_s))
+
+
 def grpo_config(
     profile: Profile, output_dir: str | Path, steps: int, progress: bool = True, **overrides: Any
 ):
     """The GRPOConfig of a profile (the paper recipe for `paper`; scaled-down values for nano/smol)."""
     import torch
-    from accelerate import PartialState
     from trl import GRPOConfig
 
-    per_device, accum = batch_shape(profile, PartialState().num_processes)
+    per_device, accum = batch_shape(profile, init_distributed(profile).num_processes)
     on_gpu = torch.cuda.is_available()
     use_vllm = profile.backend == "vllm"
     kwargs: dict[str, Any] = dict(
@@ -322,6 +336,7 @@ def grpo_config(
         log_completions=False,
         # TRL defaults to True: slow for tiny models
         gradient_checkpointing=profile.gradient_checkpointing,
+        ddp_timeout=profile.process_group_timeout_s,  # as init_distributed's, should the trainer make the group
     )
     if use_vllm:
         kwargs.update(
@@ -482,7 +497,6 @@ def train(
     import shutil
 
     import torch
-    from accelerate import PartialState
 
     from .backends import TransformersBackend, TRLVLLMBackend
 
@@ -490,7 +504,10 @@ def train(
     steps = steps or prof.train_steps
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    main = PartialState().is_main_process  # the check, the metrics and the summary: once, on the main process
+    # the process group first, with a timeout that covers the check (the other ranks wait at their first collective)
+    main = init_distributed(
+        prof
+    ).is_main_process  # the check, the metrics and the summary: once, on the main one
     use_vllm = prof.backend == "vllm"
     t0 = time.time()
     model, tok = _load_policy(prof, device)

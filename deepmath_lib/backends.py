@@ -515,6 +515,8 @@ class TRLVLLMBackend(BatchedBackend):
         tok = trainer.processing_class
         super().__init__(tok, _eos_ids(tok), max_batch)
         self.gen = trainer.vllm_generation
+        # this rank's device: batches run in a worker thread, which starts on CUDA device 0 whatever the rank
+        self.device = getattr(getattr(trainer, "accelerator", None), "device", None)
         self.client = None
         if getattr(self.gen, "mode", None) == "server":
             # TRL makes a client (and the weight-sync communicator) on the main process only; every other rank
@@ -532,7 +534,11 @@ class TRLVLLMBackend(BatchedBackend):
         stop_ids = sorted({t for r in batch for t in r.stop.token_ids})
         results: list[GenOutput] = []
         if getattr(self.gen, "mode", "server") == "colocate":
+            import torch
             from vllm import SamplingParams
+
+            if self.device is not None and self.device.type == "cuda":
+                torch.cuda.set_device(self.device)  # rank i's colocated engine lives on its own GPU
 
             params = [
                 SamplingParams(

@@ -209,6 +209,11 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
                     model, trainer.processing_class, max_batch or len(prompts)
                 )
         backend = state["backend"]
+        if getattr(getattr(trainer, "vllm_generation", None), "mode", None) == "server":
+            # TRL pushes new weights to the server from the main rank just before it calls this function; the
+            # other ranks return from sync_weights at once. No rank may generate until the update is over (TRL's
+            # own generation waits in gather_object; ours goes through each rank's client).
+            trainer.accelerator.wait_for_everyone()
         problems = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         tok = trainer.processing_class
         ids = [prompt_ids_for(tok, p, profile, tool=True) for p in problems]
@@ -282,18 +287,22 @@ def importance_sampling_kwargs(profile: Profile) -> dict[str, Any]:
 
 
 def init_distributed(profile: Profile):
-    """accelerate's `PartialState`, creating the process group (when launched on several processes) with the
-    profile's `process_group_timeout_s`.
+    """accelerate's `PartialState`, creating the process group (when launched on several processes, e.g. by
+    `accelerate launch`) with the profile's `process_group_timeout_s`.
 
-    Where the timeout is set: accelerate passes `timeout` to `torch.distributed.init_process_group`, which applies
-    it to the default group whatever its backend, gloo (CPU) or NCCL (GPU: the watchdog's limit per collective).
-    It must come first: the group exists once, and a later `PartialState()` or TRL's `ddp_timeout` (also set to the
-    same value in `grpo_config`) does not change it."""
+    Where the timeout is set: here, and only here. accelerate passes `timeout` to
+    `torch.distributed.init_process_group`, which applies it to the default group whatever its backend: gloo on CPU
+    (how long a rank waits at a collective) and NCCL on GPUs (the watchdog's limit per collective). The group is
+    created once: a later `PartialState`, and the one `TrainingArguments` (TRL's `ddp_timeout`, set to the same
+    value in `grpo_config`) builds, reuse it. On a machine without CUDA the state is made for the CPU, so gloo's
+    group also exists from here on (`accelerate launch --cpu` would otherwise leave it to the trainer)."""
     from datetime import timedelta
 
+    import torch
     from accelerate import PartialState
 
-    return PartialState(timeout=timedelta(seconds=profile.process_group_timeout_s))
+    cpu = not torch.cuda.is_available()
+    return PartialState(cpu=cpu, timeout=timedelta(seconds=profile.process_group_timeout_s))
 
 
 def grpo_config(

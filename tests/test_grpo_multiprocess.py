@@ -44,11 +44,14 @@ from deepmath_lib.profiles import get_profile
 
 prof = get_profile("nano", process_group_timeout_s=4321)
 state = init_distributed(prof)
-gloo = dist.group.WORLD._get_backend(torch.device("cpu"))
-cfg = grpo_config(prof, {out!r}, steps=1, progress=False)
+row = {{"rank": state.process_index, "world": state.num_processes, "backend": state.backend}}
+row["timeout_s"] = dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout.total_seconds()
+row["ddp_timeout"] = grpo_config(prof, {out!r}, steps=1, progress=False).ddp_timeout
+# the trainer's arguments rebuild accelerate's state; the group, and its timeout, stay as they were
+grpo_config(prof, {out!r}, steps=1, progress=False, ddp_timeout=60)
+row["timeout_after_s"] = dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout.total_seconds()
 dist.barrier()
-print(json.dumps({{"rank": state.process_index, "world": state.num_processes, "backend": state.backend,
-                  "timeout_s": gloo.options._timeout.total_seconds(), "ddp_timeout": cfg.ddp_timeout}}))
+print(json.dumps(row))
 dist.destroy_process_group()
 """
 
@@ -56,7 +59,8 @@ dist.destroy_process_group()
 @pytest.mark.timeout(300)
 def test_process_group_is_created_with_the_profile_timeout(tmp_path):
     """Two gloo ranks (no GPU): `init_distributed` creates the process group with the profile's
-    `process_group_timeout_s`, read back from each rank's gloo backend; TRL's `ddp_timeout` gets the same value."""
+    `process_group_timeout_s`, read back from each rank's gloo backend right away; TRL's `ddp_timeout` gets the
+    same value, and the trainer's arguments (which rebuild accelerate's state) leave the group's timeout as it is."""
     import socket
 
     with socket.socket() as s:
@@ -67,7 +71,7 @@ def test_process_group_is_created_with_the_profile_timeout(tmp_path):
     for rank in range(2):
         env = dict(os.environ, PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
         env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
-        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), ACCELERATE_USE_CPU="true")
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         procs.append(
             subprocess.Popen(
@@ -82,7 +86,7 @@ def test_process_group_is_created_with_the_profile_timeout(tmp_path):
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     rows = sorted((json.loads(o.strip().splitlines()[-1]) for o, _ in outs), key=lambda r: r["rank"])
-    assert [r["rank"] for r in rows] == [0, 1] and all(r["world"] == 2 for r in rows)
-    assert all(
-        r["backend"] == "gloo" and r["timeout_s"] == 4321 and r["ddp_timeout"] == 4321 for r in rows
-    ), rows
+    assert [r["rank"] for r in rows] == [0, 1] and all(r["world"] == 2 for r in rows), rows
+    for r in rows:
+        assert r["backend"] == "gloo" and r["timeout_s"] == 4321 and r["ddp_timeout"] == 4321, rows
+        assert r["timeout_after_s"] == 4321, rows

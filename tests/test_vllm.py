@@ -285,6 +285,8 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
     (the README quotes it); the same code trains on GPUs."""
     from types import SimpleNamespace
 
+    from accelerate import PartialState
+
     from deepmath_lib.backends import TRLVLLMBackend
     from deepmath_lib.datasets import load_problems
     from deepmath_lib.grpo import build_trainer, make_rollout_func, train_problems
@@ -304,6 +306,7 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
             processing_class=tok,
             temperature=1.0,
             vllm_generation=SimpleNamespace(mode="server"),
+            accelerator=PartialState(),  # one process: its barrier returns at once
             args=SimpleNamespace(
                 vllm_server_base_url=root,
                 vllm_server_host=None,
@@ -334,3 +337,163 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
             )
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------- server mode: update vs generation
+
+RANK_SCRIPT = """
+import json, sys
+from types import SimpleNamespace
+
+from trl.generation.vllm_client import VLLMClient
+
+from deepmath_lib.grpo import init_distributed, make_rollout_func
+from deepmath_lib.nano import build_tokenizer
+from deepmath_lib.profiles import Sampling, get_profile
+
+url = sys.argv[1]
+prof = get_profile("nano", train_sampling=Sampling(temperature=1.0, max_model_tokens=8))
+state = init_distributed(prof)
+main = state.is_main_process
+client = VLLMClient(base_url=url, connection_timeout=30) if main else None  # TRL gives only the main rank one
+
+
+def sync_weights():
+    # TRL's VLLMGeneration.sync_weights in server mode: the main rank pushes the new weights (here a stand-in
+    # transfer that the server makes last a while), every other rank returns at once.
+    if main:
+        with client.weight_update():
+            client._post(f"{url}/update_weights", json={"update_info": {"names": []}})
+
+
+trainer = SimpleNamespace(
+    use_vllm=True,
+    processing_class=build_tokenizer(),
+    temperature=1.0,
+    accelerator=state,
+    vllm_generation=SimpleNamespace(mode="server", vllm_client=client, sync_weights=sync_weights),
+    args=SimpleNamespace(vllm_server_base_url=url, vllm_server_host=None, vllm_server_port=None,
+                         vllm_server_timeout=30),
+)
+rollout = make_rollout_func(prof)
+for step in range(3):  # what GRPOTrainer does each step with a rollout_func: sync the weights, then roll out
+    trainer.vllm_generation.sync_weights()
+    out = rollout([f"What is {step} + {state.process_index}?"] * 2, trainer)
+    assert len(out["completion_ids"]) == 2
+state.wait_for_everyone()
+print(json.dumps({"rank": state.process_index, "done": True}))
+"""
+
+
+class StandInServer:
+    """The endpoints of a `trl vllm-serve` server that TRL's client and our rollouts use, on 127.0.0.1. A weight
+    update takes `update_s`; every completion returns EOS at once. It records, on one clock, when each update
+    starts and ends and when each completion request arrives."""
+
+    def __init__(self, eos_id: int, update_s: float = 2.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.events: list[tuple[str, float]] = []
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, data: dict) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.reply({"data": [{"id": "nano"}]} if self.path == "/v1/models" else {})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(n) or b"{}")
+                now = time.monotonic()
+                if self.path == "/v1/completions":
+                    with lock:
+                        server.events.append(("request", now))
+                    lp = {"tokens": [f"token_id:{eos_id}"], "token_logprobs": [-0.5], "top_logprobs": [None]}
+                    choices = [
+                        {
+                            "prompt_token_ids": p,
+                            "token_ids": [eos_id],
+                            "logprobs": lp,
+                            "finish_reason": "stop",
+                        }
+                        for p in payload["prompt"]
+                    ]
+                    self.reply({"choices": choices})
+                elif self.path == "/start_weight_update":
+                    with lock:
+                        server.events.append(("update_start", now))
+                    self.reply({})
+                elif self.path == "/update_weights":
+                    time.sleep(update_s)  # the stand-in transfer
+                    self.reply({})
+                elif self.path == "/finish_weight_update":
+                    with lock:
+                        server.events.append(("update_end", time.monotonic()))
+                    self.reply({})
+                else:
+                    self.reply({})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.timeout(300)
+def test_server_mode_no_rank_generates_while_the_weights_change(tmp_path):
+    """Two gloo ranks, each with our rollout function on its own client, against a stand-in TRL server on
+    127.0.0.1 whose weight update takes 2 s (vLLM's weight transfer needs CUDA). Each step the main rank pushes
+    weights and then every rank rolls out; no generate request may arrive while an update runs."""
+    from deepmath_lib.nano import build_tokenizer
+
+    tok = build_tokenizer()
+    server = StandInServer(tok.convert_tokens_to_ids("<|im_end|>"), update_s=2.0)
+    try:
+        port = free_port()
+        procs = []
+        for rank in range(2):
+            e = env() | {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "LOCAL_WORLD_SIZE": "2",
+            }
+            e |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+            e["OMP_NUM_THREADS"] = "1"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", RANK_SCRIPT, server.url],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=e,
+                    text=True,
+                )
+            )
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        server.stop()
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    starts = [t for kind, t in server.events if kind == "update_start"]
+    ends = [t for kind, t in server.events if kind == "update_end"]
+    requests = [t for kind, t in server.events if kind == "request"]
+    assert len(starts) == len(ends) == 3, server.events
+    assert len(requests) >= 2 * 3, server.events  # every rank generated at every step
+    during = [t for t in requests for s, e in zip(starts, ends, strict=True) if s <= t <= e]
+    assert not during, f"{len(during)} generate request(s) arrived during a weight update: {server.events}"

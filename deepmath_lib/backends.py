@@ -68,6 +68,7 @@ class Backend:
 
     tokenizer: Any
     eos_ids: tuple[int, ...] = ()
+    max_model_len: int | None = None  # the engine's context, where it refuses longer requests (vLLM)
 
     async def generate(
         self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
@@ -252,8 +253,11 @@ async def generate_with_pairs(
     `raw(ids, max_new, stop_strings, stop_ids)` is one engine request."""
     if not stop.pairs:
         return await raw(ids, max_new, [], list(stop.token_ids))
-    opens = [o for o, _ in stop.pairs]
-    first = await raw(ids, max_new, opens, list(stop.token_ids))
+    # A pair with an empty open string (smolagents' stop sequences) stops on its close string alone, from the
+    # first request on; engines refuse an empty stop string.
+    alone = [c for o, c in stop.pairs if not o]
+    opens = [o for o, _ in stop.pairs if o]
+    first = await raw(ids, max_new, alone + opens, list(stop.token_ids))
     text = tokenizer.decode(first.token_ids, skip_special_tokens=False)
     left = max_new - len(first.token_ids)
     if first.finish != "stop" or left <= 0 or stop.hit(text):
@@ -316,6 +320,7 @@ class VLLMBackend(Backend):
             **engine_kwargs,
         )
         self.engine_args = args
+        self.max_model_len = max_model_len
         # The engine lives on a loop thread of its own: AsyncLLM binds its output handler to the loop it is
         # created on and serves no other, and a caller's loop (a notebook cell's) may be blocked by a sync call.
         self._thread = LoopThread("vllm-loop")

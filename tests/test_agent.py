@@ -199,3 +199,23 @@ def test_context_guard_cuts_an_output_block_that_would_pass_it(tok):
     assert len(traj.prompt_ids) + traj.total_tokens == prof.max_model_len
     assert traj.env_mask == [1] * n_call + [0] * 20
     assert traj.text.endswith(tok.decode(traj.completion_ids[n_call:], skip_special_tokens=False))
+
+
+def test_stop_pairs_with_an_empty_open_string_stop_on_the_close_alone(tok):
+    """smolagents' stop sequences arrive as pairs with an empty open string: an engine that takes stop strings
+    (vLLM, OpenAI servers) gets the close string itself, never an empty string (vLLM refuses one)."""
+    import asyncio
+
+    from deepmath_lib.backends import GenOutput, Stop, generate_with_pairs
+
+    sent = []
+
+    async def raw(ids, max_new, stop_strs, stop_ids):
+        sent.append(list(stop_strs))
+        assert "" not in stop_strs
+        text = "x = 1\nObservation:"
+        return GenOutput(tok.encode(text, add_special_tokens=False), "stop")
+
+    out = asyncio.run(generate_with_pairs(raw, [1], 50, Stop(pairs=(("", "Observation:"),)), tok, ()))
+    assert sent == [["Observation:"]] and out.finish == "stop"
+    assert tok.decode(out.token_ids).endswith("Observation:")

@@ -339,6 +339,107 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
         server.stop()
 
 
+# ----------------------------------------------------------------------------- the way users run it: notebooks
+
+NOTEBOOK_CELL_TIMEOUT = (
+    420  # s per cell: a hang (the engine waiting on a blocked loop) fails instead of waiting
+)
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("notebook", ["02_agent_icl", "04_eval"])
+def test_notebook_runs_under_papermill_with_the_vllm_backend(notebook, tmp_path, monkeypatch):
+    """A notebook cell runs inside the kernel's event loop, which is where the engine used to hang: notebooks 02 and
+    04 on nano's quick settings with `backend="vllm"`, executed by papermill as `make demo` does."""
+    import papermill as pm
+
+    monkeypatch.setenv("DEEPMATH_VLLM_MEMORY", str(MEM))
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / f"{notebook}.ipynb"
+    params = dict(profile="nano", quick=True, progress=False, backend="vllm")
+    params |= dict(results_root=str(tmp_path / "results"), figures_dir=str(tmp_path / "figures"))
+    params |= dict(work_dir=str(tmp_path / "work"))
+    t0 = time.time()
+    pm.execute_notebook(
+        str(REPO / "notebooks" / f"{notebook}.ipynb"),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(REPO / "notebooks"),
+        execution_timeout=NOTEBOOK_CELL_TIMEOUT,
+        progress_bar=False,
+    )
+    print(f"{notebook} on vLLM: {time.time() - t0:.0f} s")
+    nb = json.loads(out.read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "sampling:" in text  # the profile cell ran
+    if notebook == "04_eval":
+        samples = list((tmp_path / "results" / "nano" / "samples").glob("*.jsonl"))
+        assert len(samples) == 4, samples  # one file per configuration, generated through vLLM
+        meta = json.loads(samples[0].with_suffix(".meta.json").read_text())
+        assert meta["engine"].startswith("vllm:"), meta
+
+
+SCRIPT = """
+import asyncio, time
+from deepmath_lib.agent import run_agent
+from deepmath_lib.backends import make_backend
+from deepmath_lib.profiles import get_profile
+
+if __name__ == "__main__":
+    prof = get_profile("nano", backend="vllm", gpu_memory_utilization={mem})
+
+    async def cell():  # as a notebook cell runs: inside an event loop
+        backend = make_backend(prof)
+        t0 = time.time()
+        trajs = run_agent(backend, ["What is 123*457?", "What is 2**10?"], prof, samples=2, seed=0)
+        print("run_agent", round(time.time() - t0, 1), "s", [t.finish_reason for t in trajs], flush=True)
+        assert all(t.finish_reason != "error" for t in trajs), [t.error for t in trajs]
+
+    asyncio.run(cell())
+    print("done", flush=True)  # and the script ends here, the engine never closed by hand
+"""
+
+
+@pytest.mark.timeout(600)
+def test_script_runs_the_engine_inside_asyncio_run_and_exits_cleanly(tmp_path):
+    """`run_agent` through the vLLM backend from inside `asyncio.run` finishes, and a script that ends right after
+    exits 0 with no traceback (the engine is shut down before the interpreter tears it down)."""
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(mem=MEM))
+    t0 = time.time()
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env(), timeout=540
+    )
+    print(
+        f"script: {time.time() - t0:.0f} s;",
+        [ln for ln in out.stdout.splitlines() if ln.startswith("run_agent")],
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.strip().splitlines()[-1] == "done"
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr[-4000:]
+
+
+def test_trajectory_at_the_context_limit_ends_with_context_is_stored_and_not_rerun(tmp_path, capsys):
+    """An engine whose context is smaller than prompt + budget: the agent asks for no more than the room left, the
+    trajectory ends with `context` (vLLM would refuse a longer request), evaluation stores it, and a resumed run
+    finds nothing to do."""
+    from deepmath_lib.evaluate import evaluate
+
+    prof = nano(max_model_len=80, eval_sampling=Sampling(temperature=1.0, max_model_tokens=400))
+    kwargs = dict(datasets=["nano"], configs=["agent"], samples=2, n_problems=3, progress=False)
+    evaluate(prof, results_root=tmp_path / "results", **kwargs)
+    path = tmp_path / "results" / "nano" / "samples" / "nano__agent.jsonl"
+    rows = [json.loads(line) for line in path.open()]
+    assert len(rows) == 6, rows  # all stored: none failed
+    reasons = [r["finish_reason"] for r in rows]
+    assert "context" in reasons and "error" not in reasons, reasons
+    capsys.readouterr()
+    evaluate(prof, results_root=tmp_path / "results", **kwargs)
+    assert "all 6 samples already done" in capsys.readouterr().out
+    assert [json.loads(line) for line in path.open()] == rows  # nothing rerun, nothing added
+
+
 # ------------------------------------------------------------------------------- server mode: update vs generation
 
 RANK_SCRIPT = """

@@ -416,7 +416,7 @@ def test_script_runs_the_engine_inside_asyncio_run_and_exits_cleanly(tmp_path):
         [ln for ln in out.stdout.splitlines() if ln.startswith("run_agent")],
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    assert out.stdout.strip().splitlines()[-1] == "done"
+    assert "done" in out.stdout.splitlines()  # (vLLM logs its shutdown to stdout after it)
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr[-4000:]
 
 

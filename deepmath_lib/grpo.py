@@ -513,10 +513,9 @@ def train(
     steps = steps or prof.train_steps
     out = Path(output_dir) if output_dir else REPO_ROOT / "runs" / prof.name / "grpo"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    # the process group first, with a timeout that covers the check (the other ranks wait at their first collective)
-    main = init_distributed(
-        prof
-    ).is_main_process  # the check, the metrics and the summary: once, on the main one
+    # The process group first, with a timeout that covers the check (the other ranks wait at their first
+    # collective meanwhile). The check, the metrics and the summary: once, on the main process.
+    main = init_distributed(prof).is_main_process
     use_vllm = prof.backend == "vllm"
     t0 = time.time()
     model, tok = _load_policy(prof, device)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .aio import run_sync as _run_sync  # the name smolagent imports
 from .backends import Backend, Stop
 from .profiles import Profile, Sampling, get_profile
 from .prompts import build_messages, prompt_for
@@ -130,7 +130,8 @@ async def run_trajectory(
     closers: list | None = None,
     start_gate: asyncio.Semaphore | None = None,
 ) -> Trajectory:
-    """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached) or error.
+    """Run one trajectory to its finish reason: answer, eos, budget, calls (cap reached), context (prompt,
+    generated and executor tokens reached `profile.max_model_len`) or error.
     `start_gate` (run_agent's) lets sandboxes start a few at a time, in the order trajectories start."""
     tok = backend.tokenizer
     traj = Trajectory(problem=problem, prompt_ids=list(prompt_ids))
@@ -159,6 +160,14 @@ async def run_trajectory(
             # One agent step generates at most `max_tokens_per_step` (the original: 3,000); a step cut there is
             # followed by another, up to `max_calls` steps in all.
             step_cap = min(remaining, profile.max_tokens_per_step or remaining)
+            # The context guard: the engine refuses (vLLM raises) a request that would pass its context length, so
+            # a step never asks for more than the room left, and a trajectory with no room left ends here.
+            room = context_room(traj, profile)
+            if room <= 0:
+                traj.finish_reason = "context"
+                break
+            context_capped = room < step_cap
+            step_cap = min(step_cap, room)
             out = await backend.generate(
                 traj.prompt_ids + traj.completion_ids, step_cap, sampling, stop, tag=tag
             )
@@ -177,6 +186,9 @@ async def run_trajectory(
                 traj.finish_reason = "eos"
                 break
             if out.finish == "length":
+                if context_capped:
+                    traj.finish_reason = "context"
+                    break
                 if step_cap < remaining and steps < profile.max_calls:
                     resume_step = True
                     continue  # the step's own cap, not the budget: the next step goes on
@@ -199,6 +211,11 @@ async def run_trajectory(
             traj.calls.append(call)
             block = profile.output_template.format(output=call.output)
             block_ids = tok.encode(block, add_special_tokens=False)
+            # an output block that would pass the context is cut there; the next step then ends the trajectory
+            room = max(context_room(traj, profile), 0)
+            if len(block_ids) > room:
+                block_ids = block_ids[:room]
+                block = tok.decode(block_ids, skip_special_tokens=False)
             traj.completion_ids += block_ids
             traj.env_mask += [0] * len(block_ids)
             if have_logprobs:
@@ -226,6 +243,14 @@ async def run_trajectory(
     return traj
 
 
+def context_room(traj: Trajectory, profile: Profile) -> int:
+    """Tokens left before the trajectory (prompt, generated and executor tokens) fills `profile.max_model_len`;
+    unbounded (a large number) when the profile sets none."""
+    if not profile.max_model_len:
+        return 2**62
+    return profile.max_model_len - len(traj.prompt_ids) - len(traj.completion_ids)
+
+
 async def _start_sandbox(factory: Callable[[], Any], gate: asyncio.Semaphore | None):
     """A sandbox from `factory`, in a thread. Workers are forked one at a time, so when many trajectories start
     at once the gate (first come, first served) keeps them in start order: the first trajectories' sandboxes are
@@ -238,28 +263,6 @@ async def _close_sandbox(starting: asyncio.Future) -> None:
     with contextlib.suppress(Exception):  # a sandbox that failed to start has nothing to close
         sandbox = await starting
         await asyncio.to_thread(sandbox.close)
-
-
-def _run_sync(coro):
-    """Run a coroutine to completion, also from inside Jupyter's running event loop (in a thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target():
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 SANDBOX_STARTS = 2  # sandboxes starting at once in a run (the zygote forks one at a time)

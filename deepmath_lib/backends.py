@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .aio import LoopThread
 from .profiles import Profile, Sampling
 
 
@@ -67,6 +68,7 @@ class Backend:
 
     tokenizer: Any
     eos_ids: tuple[int, ...] = ()
+    max_model_len: int | None = None  # the engine's context, where it refuses longer requests (vLLM)
 
     async def generate(
         self, ids: list[int], max_new_tokens: int, sampling: Sampling, stop: Stop, tag: int = 0
@@ -251,8 +253,11 @@ async def generate_with_pairs(
     `raw(ids, max_new, stop_strings, stop_ids)` is one engine request."""
     if not stop.pairs:
         return await raw(ids, max_new, [], list(stop.token_ids))
-    opens = [o for o, _ in stop.pairs]
-    first = await raw(ids, max_new, opens, list(stop.token_ids))
+    # A pair with an empty open string (smolagents' stop sequences) stops on its close string alone, from the
+    # first request on; engines refuse an empty stop string.
+    alone = [c for o, c in stop.pairs if not o]
+    opens = [o for o, _ in stop.pairs if o]
+    first = await raw(ids, max_new, alone + opens, list(stop.token_ids))
     text = tokenizer.decode(first.token_ids, skip_special_tokens=False)
     left = max_new - len(first.token_ids)
     if first.finish != "stop" or left <= 0 or stop.hit(text):
@@ -273,35 +278,6 @@ def native_vllm_dtype() -> str:
     from .models import bf16_fast
 
     return "bfloat16" if bf16_fast("cuda" if torch.cuda.is_available() else "cpu") else "float32"
-
-
-class _LoopThread:
-    """A private event loop in a daemon thread. vLLM's AsyncLLM binds its output handler to the first loop it runs
-    on, so one engine cannot serve two `asyncio.run` calls (the second dies with EngineDeadError); every request
-    goes through this one long-lived loop instead, whatever loop the caller runs."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="vllm-loop", daemon=True)
-        self.thread.start()
-
-    async def run(self, coro):
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def stop(self) -> None:
-        async def cancel_all() -> None:  # e.g. vLLM's output handler, which would log the engine's death
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            self.call(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
 
 
 class VLLMBackend(Backend):
@@ -344,8 +320,22 @@ class VLLMBackend(Backend):
             **engine_kwargs,
         )
         self.engine_args = args
-        self._thread = _LoopThread()
-        self.engine = AsyncLLM.from_engine_args(args)
+        self.max_model_len = max_model_len
+        # The engine lives on a loop thread of its own: AsyncLLM binds its output handler to the loop it is
+        # created on and serves no other, and a caller's loop (a notebook cell's) may be blocked by a sync call.
+        self._thread = LoopThread("vllm-loop")
+
+        async def create():
+            return AsyncLLM.from_engine_args(args)
+
+        try:
+            self.engine = self._thread.call(create())
+        except BaseException:
+            self._thread.close()
+            raise
+        # Shut down on close(), when collected, or at interpreter exit if neither came first (vLLM's own __del__
+        # would then run on a half torn-down interpreter and print tracebacks).
+        self._finalizer = weakref.finalize(self, _shutdown_engine, self._thread, [self.engine])
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
         self.eos_ids = _eos_ids(self.tokenizer)
         self.adapter = adapter
@@ -420,11 +410,24 @@ class VLLMBackend(Backend):
         return await generate_with_pairs(raw, list(ids), max_new_tokens, stop, self.tokenizer, self.eos_ids)
 
     def close(self) -> None:
-        self._thread.stop()
-        engine, self.engine = self.engine, None
-        if engine is not None:
-            engine.shutdown()
-            del engine  # collected now, not at interpreter exit (where vLLM's __del__ raises)
+        """Shut the engine down and stop its loop thread. Idempotent."""
+        self.engine = None
+        self._finalizer()
+
+
+def _shutdown_engine(thread: LoopThread, holder: list) -> None:
+    """Shut an AsyncLLM down on its own loop (its output handler is a task there), then stop the loop."""
+    engine = holder.pop()
+
+    async def shutdown():
+        engine.shutdown()
+        # AsyncLLM.__del__ calls shutdown() again whenever the object is collected, which can be during interpreter
+        # teardown when vLLM's module globals are gone (TypeError: 'NoneType' object is not callable). Once is enough.
+        engine.shutdown = lambda *args, **kwargs: None
+
+    with contextlib.suppress(Exception):
+        thread.call(shutdown())
+    thread.close()
 
 
 class OpenAIBackend(Backend):
@@ -517,6 +520,8 @@ class TRLVLLMBackend(BatchedBackend):
         tok = trainer.processing_class
         super().__init__(tok, _eos_ids(tok), max_batch)
         self.gen = trainer.vllm_generation
+        # this rank's device: batches run in a worker thread, which starts on CUDA device 0 whatever the rank
+        self.device = getattr(getattr(trainer, "accelerator", None), "device", None)
         self.client = None
         if getattr(self.gen, "mode", None) == "server":
             # TRL makes a client (and the weight-sync communicator) on the main process only; every other rank
@@ -534,7 +539,11 @@ class TRLVLLMBackend(BatchedBackend):
         stop_ids = sorted({t for r in batch for t in r.stop.token_ids})
         results: list[GenOutput] = []
         if getattr(self.gen, "mode", "server") == "colocate":
+            import torch
             from vllm import SamplingParams
+
+            if self.device is not None and self.device.type == "cuda":
+                torch.cuda.set_device(self.device)  # rank i's colocated engine lives on its own GPU
 
             params = [
                 SamplingParams(

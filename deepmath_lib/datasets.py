@@ -264,12 +264,13 @@ def load_train_problems(source: str, n: int | None = None, seed: int = 0) -> lis
             from datasets import load_dataset
 
             split = "tir" if source.lower() == "nvidia/openmathreasoning" else "train"
-            rows = [dict(r) for r in load_dataset(source, split=split)]
+            ds = load_dataset(source, split=split)  # memory-mapped Arrow: nothing in Python objects yet
         except Exception as exc:
             raise DatasetError(
                 f"could not load training data {source!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
                 "pass a local JSONL/parquet with `problem` and `answer` (or `expected_answer`) columns instead"
             ) from exc
+        rows = _problem_answer_rows(ds, source)
     problems = normalise_rows(rows, source)
     seen: set[str] = set()
     unique = []
@@ -280,6 +281,21 @@ def load_train_problems(source: str, n: int | None = None, seed: int = 0) -> lis
             unique.append(p)
     random.Random(seed).shuffle(unique)
     return unique[:n] if n is not None else unique
+
+
+def _problem_answer_rows(ds, source: str) -> list[dict]:
+    """The problem and answer columns of a `datasets.Dataset`, as row dicts. Only those two columns are selected
+    before any row becomes Python objects: OpenMathReasoning's `tir` split has ~1.7M rows whose other columns (full
+    generated solutions) would not fit in memory on every rank."""
+    names = ds.column_names
+    problem = next((c for c in PROBLEM_FIELDS if c in names), None)
+    answer = next((c for c in ANSWER_FIELDS if c in names), None)
+    if problem is None or answer is None:
+        raise DatasetError(
+            f"training data {source!r} has columns {names}; it needs a problem column ({' or '.join(PROBLEM_FIELDS)}) "
+            f"and an answer column ({' or '.join(ANSWER_FIELDS)})"
+        )
+    return ds.select_columns([problem, answer]).to_list()
 
 
 def _load_hub(spec: DatasetSpec, split: str | None) -> list[dict]:

@@ -41,7 +41,8 @@ UNHASHED = (
 
 def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     """A short id of the weights a configuration runs: a hash of the weight files (small models) or of their names,
-    sizes and config (large ones), so samples from other weights are never mixed into a resumed run."""
+    sizes and config (large ones), or a hub repo's id and commit hash (`models.hub_revision`), so samples from other
+    weights are never mixed into a resumed run."""
     import hashlib
 
     h = hashlib.sha256()
@@ -51,8 +52,11 @@ def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     if adapter is not None:
         h.update(model_fingerprint(profile, None).encode())
     path = Path(adapter or source)
-    if not path.is_dir():
-        h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}".encode())
+    if not path.is_dir():  # a hub id: its name and revision (a new commit of an adapter is other weights)
+        from .models import hub_revision
+
+        revision = hub_revision(adapter or source) or "unknown-revision"
+        h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}@{revision}".encode())
         return h.hexdigest()[:16]
     files = sorted(  # weights, config and tokenizer
         p

@@ -201,6 +201,11 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
                     model, trainer.processing_class, max_batch or len(prompts)
                 )
         backend = state["backend"]
+        if getattr(getattr(trainer, "vllm_generation", None), "mode", None) == "server":
+            # TRL pushes new weights to the server from the main rank just before it calls this function; the
+            # other ranks return from sync_weights at once. No rank may generate until the update is over (TRL's
+            # own generation waits in gather_object; ours goes through each rank's client).
+            trainer.accelerator.wait_for_everyone()
         problems = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         tok = trainer.processing_class
         ids = [prompt_ids_for(tok, p, profile, tool=True) for p in problems]
@@ -277,15 +282,33 @@ def importance_sampling_kwargs(profile: Profile) -> dict[str, Any]:
     }
 
 
+def init_distributed(profile: Profile):
+    """accelerate's `PartialState`, creating the process group (when launched on several processes, e.g. by
+    `accelerate launch`) with the profile's `process_group_timeout_s`.
+
+    Where the timeout is set: here, and only here. accelerate passes `timeout` to
+    `torch.distributed.init_process_group`, which applies it to the default group whatever its backend: gloo on CPU
+    (how long a rank waits at a collective) and NCCL on GPUs (the watchdog's limit per collective). The group is
+    created once: a later `PartialState`, and the one `TrainingArguments` (TRL's `ddp_timeout`, set to the same
+    value in `grpo_config`) builds, reuse it. On a machine without CUDA the state is made for the CPU, so gloo's
+    group also exists from here on (`accelerate launch --cpu` would otherwise leave it to the trainer)."""
+    from datetime import timedelta
+
+    import torch
+    from accelerate import PartialState
+
+    cpu = not torch.cuda.is_available()
+    return PartialState(cpu=cpu, timeout=timedelta(seconds=profile.process_group_timeout_s))
+
+
 def grpo_config(
     profile: Profile, output_dir: str | Path, steps: int, progress: bool = True, **overrides: Any
 ):
     """The GRPOConfig of a profile (the paper recipe for `paper`; scaled-down values for nano/smol)."""
     import torch
-    from accelerate import PartialState
     from trl import GRPOConfig
 
-    per_device, accum = batch_shape(profile, PartialState().num_processes)
+    per_device, accum = batch_shape(profile, init_distributed(profile).num_processes)
     on_gpu = torch.cuda.is_available()
     use_vllm = profile.backend == "vllm"
     kwargs: dict[str, Any] = dict(
@@ -322,6 +345,7 @@ def grpo_config(
         log_completions=False,
         # TRL defaults to True: slow for tiny models
         gradient_checkpointing=profile.gradient_checkpointing,
+        ddp_timeout=profile.process_group_timeout_s,  # as init_distributed's, should the trainer make the group
     )
     if use_vllm:
         kwargs.update(
@@ -654,7 +678,6 @@ def train(
     import shutil
 
     import torch
-    from accelerate import PartialState
 
     from .backends import TransformersBackend, TRLVLLMBackend
 
@@ -663,11 +686,13 @@ def train(
     out = Path(output_dir) if output_dir else runs_dir() / prof.name / "grpo"
     # the prompt's files are read now: unreadable ones stop the run before it starts
     record = prompt_record(prof)
-    if PartialState().is_main_process:  # beside the run's checkpoints, and with the final weights below
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # The process group first, with a timeout that covers the check (the other ranks wait at their first
+    # collective meanwhile). The check, the metrics and the summary: once, on the main process.
+    main = init_distributed(prof).is_main_process
+    if main:  # beside the run's checkpoints, and with the final weights below
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(record, out / PROMPT_RECORD)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    main = PartialState().is_main_process  # the check, the metrics and the summary: once, on the main process
     use_vllm = prof.backend == "vllm"
     t0 = time.time()
     model, tok = _load_policy(prof, device)

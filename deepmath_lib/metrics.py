@@ -175,7 +175,7 @@ def summarize_samples(records: list[dict] | pd.DataFrame, k: int | None = None) 
             mean_at_k_ci_high=mean_hi,
             mean_calls=_mean_col(u, "n_calls"),
             code_use_rate=float((calls_ok > 0).mean()) if calls_ok is not None else math.nan,
-            truncation_rate=float((finish == "budget").mean()),
+            truncation_rate=float(finish.isin(["budget", "context"]).mean()),  # cut by a limit
             answer_rate=float((~preds.map(_is_missing)).mean()),
             n_skipped=int(n_skipped.get((dataset, config), 0)),
         )

@@ -147,6 +147,25 @@ def adapter_config(adapter: str) -> dict:
     return json.loads((p / "adapter_config.json").read_text())
 
 
+def hub_revision(repo_id: str) -> str | None:
+    """The commit hash of a hub model repo: as the hub reports it, else that of its snapshot in the local cache
+    (offline), else None."""
+    import huggingface_hub
+
+    try:
+        sha = huggingface_hub.HfApi().model_info(repo_id).sha
+        if sha:
+            return sha
+    except Exception:  # offline, unreachable or unknown: try the cache
+        pass
+    for name in ("adapter_config.json", "config.json"):  # a cached file lives under .../snapshots/<commit>/
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo_id, name, local_files_only=True)).parent.name
+        except Exception:
+            continue
+    return None
+
+
 def check_weights_arg(value: str) -> None:
     """Raise FileNotFoundError unless `value` is an existing folder or looks like a hub id (`org/name`)."""
     import re

@@ -78,6 +78,10 @@ class Profile:
     eval_sampling: Sampling = field(default_factory=Sampling)
     concurrency: int = 64  # trajectories in flight
     check_batch: int = 64  # trajectories in flight in train's before/after check (bounds its memory)
+    # Several processes: how long a rank waits at a collective (gloo and NCCL alike) before it fails. The other ranks
+    # wait at the first one while the main rank runs the before-training check (paper: 200 problems, up to 20k tokens
+    # each), longer than torch's defaults (NCCL 10 min, gloo 30 min). grpo.init_distributed sets it.
+    process_group_timeout_s: int = 4 * 3600
     # GRPO
     train_data: str = "nano"  # "nano" (the generator) or a dataset: hub id or local JSONL/parquet
     heldout_data: str = "nano"  # problems of the before/after check; disjoint from training

@@ -7,7 +7,7 @@ the file back to the last complete line. Duplicate keys keep the first record, a
 already stored, so a rerun that skips ``done_keys()`` ends with every key exactly once.
 
 Sample record keys (shared with the evaluator and the figures): ``dataset, config, problem_id, sample, problem, gold,
-pred, correct (bool|None), finish_reason (answer|eos|budget|calls|error), n_calls, n_calls_ok, model_tokens,
+pred, correct (bool|None), finish_reason (answer|eos|budget|calls|context|error), n_calls, n_calls_ok, model_tokens,
 total_tokens, text`` (the full trace with executor output blocks; texts over ``max_text_chars`` are cut in the middle).
 """
 

@@ -35,6 +35,11 @@ def backend_model(backend: Backend, sampling: Sampling, max_new_tokens: int = 25
             tok = backend.tokenizer
             ids = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
             ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+            limit = getattr(backend, "max_model_len", None)
+            if limit and len(ids) + max_new_tokens > limit:
+                # the engine refuses a longer request; nano's character tokenizer makes smolagents' instructions
+                # ~9k tokens: keep the prompt's end (the task and the latest steps)
+                ids = ids[-(limit - max_new_tokens) :]
             stop = Stop(pairs=tuple(("", s) for s in (stop_sequences or [])))
 
             async def one():

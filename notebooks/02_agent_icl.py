@@ -59,7 +59,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Parameters
 # Tagged `parameters` for papermill; the defaults are the fast settings nbval runs. `n_problems` is how many
-# problems the with/without-tool comparison uses; `progress` shows a bar while trajectories run.
+# problems the with/without-tool comparison uses; `progress` shows a bar while trajectories run; `backend`
+# (`transformers` or `vllm`) replaces the profile's generation backend, `None` keeps it.
 
 # %% tags=["parameters"]
 profile = "nano"
@@ -70,6 +71,7 @@ figures_dir = "../runs/nbval/figures"
 work_dir = "../runs/nbval"
 n_problems = 6
 seed = 0
+backend = None
 
 # %% [markdown]
 # ## The profile and the model
@@ -87,7 +89,7 @@ from deepmath_lib.evaluate import tool_vs_no_tool
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.prompts import build_messages
 
-prof = get_profile(profile, quick=quick)
+prof = get_profile(profile, quick=quick, backend=backend)
 backend = make_backend(prof)
 print(
     f"profile {prof.name}: model {prof.model}, call format {prof.call_open.strip()!r} ... {prof.call_close!r}"
@@ -176,11 +178,11 @@ print("steps:", len(agent.memory.steps))
 
 # %% [markdown]
 # A last sanity check: every trajectory ended for one of the known reasons (an answer, end of text, the token
-# budget, the call cap) or an error that the loop caught.
+# budget, the call cap, the context length) or an error that the loop caught.
 
 # %%
 assert len(with_tool) == len(problems) and all(
-    t.finish_reason in ("answer", "eos", "budget", "calls", "error") for t in with_tool
+    t.finish_reason in ("answer", "eos", "budget", "calls", "context", "error") for t in with_tool
 )
 
 # %% [markdown]

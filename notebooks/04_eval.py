@@ -66,7 +66,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Parameters
 # Tagged `parameters` for papermill. `samples` (k) and `n_problems` left at `None` keep the profile's values (its
-# quick values when `quick`: 2 samples of 8 problems on nano); `progress` shows a bar per configuration.
+# quick values when `quick`: 2 samples of 8 problems on nano); `progress` shows a bar per configuration; `backend`
+# (`transformers` or `vllm`) replaces the profile's generation backend, `None` keeps it.
 
 # %% tags=["parameters"]
 profile = "nano"
@@ -77,6 +78,7 @@ figures_dir = "../runs/nbval/figures"
 work_dir = "../runs/nbval"
 samples = None  # None: the profile's setting (its quick setting when quick)
 n_problems = None  # None: the profile's setting
+backend = None  # None: the profile's backend
 
 # %% [markdown]
 # ## Which weights
@@ -95,7 +97,7 @@ from deepmath_lib.profiles import get_profile
 from deepmath_lib.results import profile_results_dir
 from deepmath_lib.tables import side_by_side, summary_table
 
-prof = get_profile(profile, quick=quick, eval_samples=samples, eval_n_problems=n_problems)
+prof = get_profile(profile, quick=quick, eval_samples=samples, eval_n_problems=n_problems, backend=backend)
 if quick:  # a fresh run each time, so nbval exercises generation rather than resuming
     shutil.rmtree(profile_results_dir(prof.name, results_root) / "samples", ignore_errors=True)
 print("trained model:", trained_model_path(prof, work_dir))  # notebook 03's output

@@ -171,3 +171,51 @@ def test_nano_concurrent_is_deterministic_and_well_formed():
         assert len(t.env_mask) == len(t.completion_ids)
         assert t.finish_reason in ("answer", "eos", "budget", "calls")
         assert t.model_tokens <= PROFILE.train_sampling.max_model_tokens
+
+
+def test_context_guard_caps_the_step_and_ends_with_context(tok):
+    """A trajectory never asks the engine for more than the context has room for: the last step is cut to the room
+    left and the trajectory ends with finish reason `context`, its tokens within `max_model_len`."""
+    prompt_len = len(
+        tok.encode("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+    )
+    prof = get_profile("nano", max_model_len=prompt_len + 30)
+    traj, backend = run(tok, ["a" * 100], budget=200, profile=prof)
+    assert traj.finish_reason == "context" and traj.error is None
+    assert traj.model_tokens == 30 and len(traj.prompt_ids) + traj.total_tokens == prof.max_model_len
+
+
+def test_context_guard_cuts_an_output_block_that_would_pass_it(tok):
+    """A call whose output block would pass the context: the block is cut at the limit (still masked 0) and the
+    trajectory ends with `context` without asking the engine again."""
+    call = "<tool_call>\nprint('x' * 200)\n</tool_call>"
+    prompt_len = len(
+        tok.encode("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+    )
+    n_call = len(tok.encode(call, add_special_tokens=False))
+    prof = get_profile("nano", max_model_len=prompt_len + n_call + 20)
+    traj, backend = run(tok, [call, "never asked" + EOS], budget=500, profile=prof)
+    assert traj.finish_reason == "context" and len(backend.sent) == 1
+    assert len(traj.prompt_ids) + traj.total_tokens == prof.max_model_len
+    assert traj.env_mask == [1] * n_call + [0] * 20
+    assert traj.text.endswith(tok.decode(traj.completion_ids[n_call:], skip_special_tokens=False))
+
+
+def test_stop_pairs_with_an_empty_open_string_stop_on_the_close_alone(tok):
+    """smolagents' stop sequences arrive as pairs with an empty open string: an engine that takes stop strings
+    (vLLM, OpenAI servers) gets the close string itself, never an empty string (vLLM refuses one)."""
+    import asyncio
+
+    from deepmath_lib.backends import GenOutput, Stop, generate_with_pairs
+
+    sent = []
+
+    async def raw(ids, max_new, stop_strs, stop_ids):
+        sent.append(list(stop_strs))
+        assert "" not in stop_strs
+        text = "x = 1\nObservation:"
+        return GenOutput(tok.encode(text, add_special_tokens=False), "stop")
+
+    out = asyncio.run(generate_with_pairs(raw, [1], 50, Stop(pairs=(("", "Observation:"),)), tok, ()))
+    assert sent == [["Observation:"]] and out.finish == "stop"
+    assert tok.decode(out.token_ids).endswith("Observation:")

@@ -256,3 +256,63 @@ def test_validation_problems_are_neither_training_nor_held_out():
     assert not texts & {p["problem"] for p in train_problems(prof)}
     assert not texts & {p["problem"] for p in load_problems("heldout200")}
     assert [p["problem"] for p in validation_problems(prof, 80)] == [p["problem"] for p in val]
+
+
+def test_hub_training_split_reads_only_problem_and_answer_columns(monkeypatch):
+    """OpenMathReasoning's `tir` split (1.7M rows, long solution columns): the loader selects the problem and
+    answer columns before any row becomes a Python object. The fake hub returns a real `datasets.Dataset` whose
+    every conversion to Python objects fails while the solution column is still there."""
+    import datasets
+
+    class Big(datasets.Dataset):
+        def _check(self):
+            assert set(self.column_names) == {"problem", "expected_answer"}, self.column_names
+
+        def __iter__(self):
+            self._check()
+            return super().__iter__()
+
+        def __getitem__(self, key):
+            self._check()
+            return super().__getitem__(key)
+
+        def to_list(self):
+            self._check()
+            return super().to_list()
+
+        def to_dict(self, *args, **kwargs):
+            self._check()
+            return super().to_dict(*args, **kwargs)
+
+        def to_pandas(self, *args, **kwargs):
+            self._check()
+            return super().to_pandas(*args, **kwargs)
+
+    base = datasets.Dataset.from_dict(
+        {
+            "problem": [f"What is {i} + {i}?" for i in range(6)] + ["What is 0 + 0?"],
+            "expected_answer": [str(2 * i) for i in range(6)] + ["0"],
+            "generated_solution": ["x" * 1000] * 7,
+            "problem_type": ["has_answer_extracted"] * 7,
+        }
+    )
+    big = Big(base.data, info=base.info, split=base.split)
+    seen = _fake_hub(monkeypatch, {("nvidia/OpenMathReasoning", None): big})
+    rows = dsmod.load_train_problems("nvidia/OpenMathReasoning", seed=0)
+    assert seen == [("nvidia/OpenMathReasoning", None, "tir")]
+    assert sorted(r["problem"] for r in rows) == sorted(
+        f"What is {i} + {i}?" for i in range(6)
+    )  # deduplicated
+    assert all(set(r) == {"id", "problem", "answer"} for r in rows)
+    assert {r["problem"]: r["answer"] for r in rows}["What is 5 + 5?"] == "10"
+    with pytest.raises(AssertionError):  # the guard is live: the full table would have failed
+        list(big)
+
+
+def test_hub_training_split_without_an_answer_column_names_its_columns(monkeypatch):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"problem": ["1+1?"], "solution": ["2"]})
+    _fake_hub(monkeypatch, {("someone/data", None): ds})
+    with pytest.raises(DatasetError, match=r"columns \['problem', 'solution'\].*answer column"):
+        dsmod.load_train_problems("someone/data")

@@ -81,3 +81,39 @@ def test_fingerprint_tracks_the_prompt_the_agent_limits_and_the_engine(monkeypat
     monkeypatch.undo()
     monkeypatch.setattr(batching, "ENGINE_VERSION", batching.ENGINE_VERSION + 1)
     assert sample_fingerprint(prof, "agent", "w")["engine"] != base["engine"]
+
+
+def test_hub_adapter_fingerprint_holds_its_revision(monkeypatch, tmp_path):
+    """A hub adapter's samples fingerprint changes with the commit the hub reports, and offline it comes from the
+    cached snapshot's commit folder. The hub is faked at its client (no network)."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    prof = get_profile("paper")
+    commits = {prof.model: "b" * 40, prof.released_weights: "1" * 40}
+    cache: dict = {}
+
+    def model_info(self, repo_id, **kwargs):
+        if repo_id not in commits:
+            raise huggingface_hub.errors.OfflineModeIsEnabled("offline")
+        return SimpleNamespace(sha=commits[repo_id])
+
+    def hf_hub_download(repo_id, filename, local_files_only=False, **kwargs):
+        if repo_id not in cache:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        return str(cache[repo_id] / filename)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    first = model_fingerprint(prof, prof.released_weights)
+    assert first == model_fingerprint(prof, prof.released_weights)
+    commits[prof.released_weights] = "2" * 40  # the adapter's repo got a new commit
+    second = model_fingerprint(prof, prof.released_weights)
+    assert second != first
+    # offline: the hub answers nothing, the cache holds a snapshot of the second commit
+    del commits[prof.released_weights]
+    cache[prof.released_weights] = tmp_path / "snapshots" / ("2" * 40)
+    assert model_fingerprint(prof, prof.released_weights) == second
+    cache[prof.released_weights] = tmp_path / "snapshots" / ("3" * 40)
+    assert model_fingerprint(prof, prof.released_weights) not in (first, second)

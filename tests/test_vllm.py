@@ -285,6 +285,8 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
     (the README quotes it); the same code trains on GPUs."""
     from types import SimpleNamespace
 
+    from accelerate import PartialState
+
     from deepmath_lib.backends import TRLVLLMBackend
     from deepmath_lib.datasets import load_problems
     from deepmath_lib.grpo import build_trainer, make_rollout_func, train_problems
@@ -304,6 +306,7 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
             processing_class=tok,
             temperature=1.0,
             vllm_generation=SimpleNamespace(mode="server"),
+            accelerator=PartialState(),  # one process: its barrier returns at once
             args=SimpleNamespace(
                 vllm_server_base_url=root,
                 vllm_server_host=None,
@@ -334,3 +337,264 @@ def test_server_mode_every_rank_generates_and_cpu_weight_sync_is_refused(tmp_pat
             )
     finally:
         server.stop()
+
+
+# ----------------------------------------------------------------------------- the way users run it: notebooks
+
+NOTEBOOK_CELL_TIMEOUT = (
+    420  # s per cell: a hang (the engine waiting on a blocked loop) fails instead of waiting
+)
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("notebook", ["02_agent_icl", "04_eval"])
+def test_notebook_runs_under_papermill_with_the_vllm_backend(notebook, tmp_path, monkeypatch):
+    """A notebook cell runs inside the kernel's event loop, which is where the engine used to hang: notebooks 02 and
+    04 on nano's quick settings with `backend="vllm"`, executed by papermill as `make demo` does."""
+    import papermill as pm
+
+    monkeypatch.setenv("DEEPMATH_VLLM_MEMORY", str(MEM))
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / f"{notebook}.ipynb"
+    params = dict(profile="nano", quick=True, progress=False, backend="vllm")
+    params |= dict(results_root=str(tmp_path / "results"), figures_dir=str(tmp_path / "figures"))
+    params |= dict(work_dir=str(tmp_path / "work"))
+    t0 = time.time()
+    pm.execute_notebook(
+        str(REPO / "notebooks" / f"{notebook}.ipynb"),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(REPO / "notebooks"),
+        execution_timeout=NOTEBOOK_CELL_TIMEOUT,
+        progress_bar=False,
+    )
+    print(f"{notebook} on vLLM: {time.time() - t0:.0f} s")
+    nb = json.loads(out.read_text())
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "sampling:" in text  # the profile cell ran
+    if notebook == "04_eval":
+        samples = list((tmp_path / "results" / "nano" / "samples").glob("*.jsonl"))
+        assert len(samples) == 4, samples  # one file per configuration, generated through vLLM
+        meta = json.loads(samples[0].with_suffix(".meta.json").read_text())
+        assert meta["engine"].startswith("vllm:"), meta
+
+
+SCRIPT = """
+import asyncio, time
+from deepmath_lib.agent import run_agent
+from deepmath_lib.backends import make_backend
+from deepmath_lib.profiles import get_profile
+
+if __name__ == "__main__":
+    prof = get_profile("nano", backend="vllm", gpu_memory_utilization={mem})
+
+    async def cell():  # as a notebook cell runs: inside an event loop
+        backend = make_backend(prof)
+        t0 = time.time()
+        trajs = run_agent(backend, ["What is 123*457?", "What is 2**10?"], prof, samples=2, seed=0)
+        print("run_agent", round(time.time() - t0, 1), "s", [t.finish_reason for t in trajs], flush=True)
+        assert all(t.finish_reason != "error" for t in trajs), [t.error for t in trajs]
+
+    asyncio.run(cell())
+    print("done", flush=True)  # and the script ends here, the engine never closed by hand
+"""
+
+
+@pytest.mark.timeout(600)
+def test_script_runs_the_engine_inside_asyncio_run_and_exits_cleanly(tmp_path):
+    """`run_agent` through the vLLM backend from inside `asyncio.run` finishes, and a script that ends right after
+    exits 0 with no traceback (the engine is shut down before the interpreter tears it down)."""
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(mem=MEM))
+    t0 = time.time()
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env(), timeout=540
+    )
+    print(
+        f"script: {time.time() - t0:.0f} s;",
+        [ln for ln in out.stdout.splitlines() if ln.startswith("run_agent")],
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "done" in out.stdout.splitlines()  # (vLLM logs its shutdown to stdout after it)
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr[-4000:]
+
+
+def test_trajectory_at_the_context_limit_ends_with_context_is_stored_and_not_rerun(tmp_path, capsys):
+    """An engine whose context is smaller than prompt + budget: the agent asks for no more than the room left, the
+    trajectory ends with `context` (vLLM would refuse a longer request), evaluation stores it, and a resumed run
+    finds nothing to do."""
+    from deepmath_lib.evaluate import evaluate
+
+    prof = nano(max_model_len=80, eval_sampling=Sampling(temperature=1.0, max_model_tokens=400))
+    kwargs = dict(datasets=["nano"], configs=["agent"], samples=2, n_problems=3, progress=False)
+    evaluate(prof, results_root=tmp_path / "results", **kwargs)
+    path = tmp_path / "results" / "nano" / "samples" / "nano__agent.jsonl"
+    rows = [json.loads(line) for line in path.open()]
+    assert len(rows) == 6, rows  # all stored: none failed
+    reasons = [r["finish_reason"] for r in rows]
+    assert "context" in reasons and "error" not in reasons, reasons
+    capsys.readouterr()
+    evaluate(prof, results_root=tmp_path / "results", **kwargs)
+    assert "all 6 samples already done" in capsys.readouterr().out
+    assert [json.loads(line) for line in path.open()] == rows  # nothing rerun, nothing added
+
+
+# ------------------------------------------------------------------------------- server mode: update vs generation
+
+RANK_SCRIPT = """
+import json, sys
+from types import SimpleNamespace
+
+from trl.generation.vllm_client import VLLMClient
+
+from deepmath_lib.grpo import init_distributed, make_rollout_func
+from deepmath_lib.nano import build_tokenizer
+from deepmath_lib.profiles import Sampling, get_profile
+
+url = sys.argv[1]
+prof = get_profile("nano", train_sampling=Sampling(temperature=1.0, max_model_tokens=8))
+state = init_distributed(prof)
+main = state.is_main_process
+client = VLLMClient(base_url=url, connection_timeout=30) if main else None  # TRL gives only the main rank one
+
+
+def sync_weights():
+    # TRL's VLLMGeneration.sync_weights in server mode: the main rank pushes the new weights (here a stand-in
+    # transfer that the server makes last a while), every other rank returns at once.
+    if main:
+        with client.weight_update():
+            client._post(f"{url}/update_weights", json={"update_info": {"names": []}})
+
+
+trainer = SimpleNamespace(
+    use_vllm=True,
+    processing_class=build_tokenizer(),
+    temperature=1.0,
+    accelerator=state,
+    vllm_generation=SimpleNamespace(mode="server", vllm_client=client, sync_weights=sync_weights),
+    args=SimpleNamespace(vllm_server_base_url=url, vllm_server_host=None, vllm_server_port=None,
+                         vllm_server_timeout=30),
+)
+rollout = make_rollout_func(prof)
+for step in range(3):  # what GRPOTrainer does each step with a rollout_func: sync the weights, then roll out
+    trainer.vllm_generation.sync_weights()
+    out = rollout([f"What is {step} + {state.process_index}?"] * 2, trainer)
+    assert len(out["completion_ids"]) == 2
+state.wait_for_everyone()
+print(json.dumps({"rank": state.process_index, "done": True}))
+"""
+
+
+class StandInServer:
+    """The endpoints of a `trl vllm-serve` server that TRL's client and our rollouts use, on 127.0.0.1. A weight
+    update takes `update_s`; every completion returns EOS at once. It records, on one clock, when each update
+    starts and ends and when each completion request arrives."""
+
+    def __init__(self, eos_id: int, update_s: float = 2.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.events: list[tuple[str, float]] = []
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, data: dict) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self.reply({"data": [{"id": "nano"}]} if self.path == "/v1/models" else {})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(n) or b"{}")
+                now = time.monotonic()
+                if self.path == "/v1/completions":
+                    with lock:
+                        server.events.append(("request", now))
+                    lp = {"tokens": [f"token_id:{eos_id}"], "token_logprobs": [-0.5], "top_logprobs": [None]}
+                    choices = [
+                        {
+                            "prompt_token_ids": p,
+                            "token_ids": [eos_id],
+                            "logprobs": lp,
+                            "finish_reason": "stop",
+                        }
+                        for p in payload["prompt"]
+                    ]
+                    self.reply({"choices": choices})
+                elif self.path == "/start_weight_update":
+                    with lock:
+                        server.events.append(("update_start", now))
+                    self.reply({})
+                elif self.path == "/update_weights":
+                    time.sleep(update_s)  # the stand-in transfer
+                    self.reply({})
+                elif self.path == "/finish_weight_update":
+                    with lock:
+                        server.events.append(("update_end", time.monotonic()))
+                    self.reply({})
+                else:
+                    self.reply({})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.timeout(300)
+def test_server_mode_no_rank_generates_while_the_weights_change(tmp_path):
+    """Two gloo ranks, each with our rollout function on its own client, against a stand-in TRL server on
+    127.0.0.1 whose weight update takes 2 s (vLLM's weight transfer needs CUDA). Each step the main rank pushes
+    weights and then every rank rolls out; no generate request may arrive while an update runs."""
+    from deepmath_lib.nano import build_tokenizer
+
+    tok = build_tokenizer()
+    server = StandInServer(tok.convert_tokens_to_ids("<|im_end|>"), update_s=2.0)
+    try:
+        port = free_port()
+        procs = []
+        for rank in range(2):
+            e = env() | {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": "2",
+                "LOCAL_WORLD_SIZE": "2",
+            }
+            e |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+            e["OMP_NUM_THREADS"] = "1"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", RANK_SCRIPT, server.url],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=e,
+                    text=True,
+                )
+            )
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        server.stop()
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    starts = [t for kind, t in server.events if kind == "update_start"]
+    ends = [t for kind, t in server.events if kind == "update_end"]
+    requests = [t for kind, t in server.events if kind == "request"]
+    assert len(starts) == len(ends) == 3, server.events
+    assert len(requests) >= 2 * 3, server.events  # every rank generated at every step
+    during = [t for t in requests for s, e in zip(starts, ends, strict=True) if s <= t <= e]
+    assert not during, f"{len(during)} generate request(s) arrived during a weight update: {server.events}"

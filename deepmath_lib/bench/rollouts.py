@@ -82,7 +82,7 @@ def _raw_engine(engine, prompts: list[list[int]], new: int, sampling) -> float:
         )
         return sum(len(o.token_ids) for o in outs) / (time.perf_counter() - t0)
 
-    return engine._thread.call(go())  # the engine's own event loop (see backends._LoopThread)
+    return engine._thread.call(go())  # the engine's own event loop (see aio.LoopThread)
 
 
 class _StartedSandboxes:

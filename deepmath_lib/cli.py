@@ -7,7 +7,25 @@ import math
 import os
 import sys
 
-from .paths import work_root
+from . import pipeline
+from .agent import question_error, run_agent
+from .backends import make_backend
+from .bench import conditions
+from .bench import grading as bench_grading
+from .bench import rollouts as bench_rollouts
+from .bench import sandbox as bench_sandbox
+from .bench import space as bench_space
+from .evaluate import eval_main
+from .grading import grade_stream, majority_vote
+from .grpo import train_main
+from .models import check_hub_models, check_weights_arg, describe_weights, trained_model_path, with_base_model
+from .paths import checkout_only, work_root
+from .plots import figures_main
+from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from .prompts import prompt_for
+from .render import print_trace
+from .report import report_main
+from .sandbox import exec_main
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -17,15 +35,19 @@ os.environ.setdefault(
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    from .sandbox import exec_main
 
     return exec_main(sys.stdin.read(), timeout=args.timeout, as_json=args.json)
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
-    from .agent import solve_main
+    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
 
-    return solve_main(
+    `--model`: a model folder or hub id, "base" for the profile's untrained model, or none for this repo's
+    GRPO-trained model when one exists (else the base model). `--backend`: transformers, vllm or openai (with
+    `--base-url`). `--prompt`: ours or original (default: the one the weights recorded, else the profile's).
+    `--base-model`: a folder or hub id replacing the profile's base model. Bad input (the question, `--samples`, a
+    hub model out of reach) gets one `error:` line and exit status 2 before any model loads."""
+    return solve(
         args.question,
         profile=args.profile,
         samples=args.samples,
@@ -40,14 +62,78 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     )
 
 
+def solve(
+    question: str,
+    profile: str = DEFAULT_PROFILE,
+    samples: int = 1,
+    seed: int = 0,
+    tool: bool = True,
+    model: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    prompt: str | None = None,
+    original_repo: str | None = None,
+    base_model: str | None = None,
+) -> int:
+    """The body of `deepmath solve` (see `_cmd_solve`), callable with keyword arguments; returns the exit status."""
+    from rich.console import Console  # rich: only `solve` prints with it
+
+    try:
+        prof = get_profile(profile, backend=backend, original_repo=original_repo)
+        prof = with_base_model(prof, base_model)
+        problem = question_error(question, prof)
+        if problem:
+            raise ValueError(problem)
+        if samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {samples}")
+        if samples > 1 and prof.eval_sampling.temperature == 0:
+            raise ValueError(
+                f"{prof.name} samples greedily (temperature 0): its {samples} samples would be identical; "
+                "use --samples 1"
+            )
+        path = None if model == "base" else model or trained_model_path(prof)
+        if path is not None:
+            check_weights_arg(path)
+        prof = prompt_for(prof, path, prompt)
+        if prof.backend == "openai" and not base_url:
+            raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
+        if prof.backend != "openai":  # a server holds its own weights
+            check_hub_models(prof, path, {"base": "--base-model", "trained": "--model"})
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False, stderr=False)
+    console.print(f"[dim]model: {describe_weights(prof, path)} | backend: {prof.backend}[/dim]")
+    try:
+        with console.status(f"loading the {prof.name} model ..."):
+            backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
+    except RuntimeError as exc:  # e.g. --backend vllm without vLLM installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sampling = prof.eval_sampling
+    trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
+    for k, traj in enumerate(trajs):
+        console.rule(f"sample {k + 1}/{len(trajs)}")
+        print_trace(traj, prof, console)
+    backend.close()
+    failed = [t for t in trajs if t.finish_reason == "error"]
+    if len(failed) == len(trajs):  # nothing was generated: say why instead of answering "none"
+        print(f"error: {failed[0].error}", file=sys.stderr)
+        print("answer: none", flush=True)
+        return 1
+    answer, votes = majority_vote([t.answer for t in trajs])
+    if samples > 1:
+        console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
+    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
+    return 0
+
+
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import grade_stream
 
     return grade_stream(sys.stdin, sys.stdout)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .grpo import train_main
 
     return train_main(
         profile=args.profile,
@@ -66,7 +152,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import eval_main
 
     return eval_main(
         profile=args.profile,
@@ -85,7 +170,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .plots import figures_main
 
     root = args.results_root or str(work_root())
     figures = args.figures_dir or str(work_root() / args.profile / "figures")
@@ -93,25 +177,17 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import conditions
 
     save = not args.no_save
     cond = conditions()  # stored with the result: the load before the run, not the one the run causes
     if args.what == "sandbox":
-        from .bench.sandbox import bench_main
-
-        return bench_main(repeats=args.repeats, save=save, cond=cond)
+        return bench_sandbox.bench_main(repeats=args.repeats, save=save, cond=cond)
     if args.what == "grading":
-        from .bench.grading import bench_main
-
-        return bench_main(n=args.n or 8000, suite=args.suite, save=save, cond=cond)
+        return bench_grading.bench_main(n=args.n or 8000, suite=args.suite, save=save, cond=cond)
     if args.what == "space":
-        from .bench.space import bench_main
+        return bench_space.bench_main(save=save, cond=cond)
 
-        return bench_main(save=save, cond=cond)
-    from .bench.rollouts import bench_main
-
-    return bench_main(
+    return bench_rollouts.bench_main(
         profile=args.profile,
         n=args.n or 256,
         backend=args.backend,
@@ -125,15 +201,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import report_main
 
     return report_main(check=args.check)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import main
 
-    return main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
+    return pipeline.main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
 
 
 # Upper bounds of the numeric options: generous for real runs, but a typo (an extra few zeros) is refused before
@@ -192,7 +266,6 @@ COMMAND_ORDER = ("exec", "solve", "train", "eval", "figures", "grade", "bench", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .profiles import DEFAULT_PROFILE, PROFILES
 
     parser = _Parser(
         prog="deepmath",
@@ -495,7 +568,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _checkout_only(args: argparse.Namespace) -> str | None:
     """Why a command that reads the checkout's own files (notebooks, README, tests, the Space) cannot run here."""
-    from .paths import checkout_only
 
     if args.command in ("report", "pipeline"):
         return checkout_only(f"`deepmath {args.command}`")

@@ -12,7 +12,31 @@ import sys
 import time
 from pathlib import Path
 
+from . import prompts
+from .agent import run_agent
+from .backends import make_backend
+from .batching import ENGINE_VERSION
+from .datasets import DatasetError, load_problems
+from .grading import gold_is_parseable, is_equivalent
+from .metrics import compare_configs, maj_curve, summarize_samples
+from .models import (
+    check_hub_models,
+    check_weights_arg,
+    hub_revision,
+    split_weights,
+    trained_model_path,
+    with_base_model,
+)
 from .profiles import Profile, get_profile
+from .prompts import prompt_for, prompt_record
+from .results import (
+    ResultStore,
+    profile_results_dir,
+    read_records,
+    samples_path,
+    write_eval_summary,
+    write_summary,
+)
 
 CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
     "baseline": (False, False),
@@ -46,15 +70,12 @@ def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    from .models import split_weights
 
     source, adapter = split_weights(profile, None if model_path is None else str(model_path))
     if adapter is not None:
         h.update(model_fingerprint(profile, None).encode())
     path = Path(adapter or source)
     if not path.is_dir():  # a hub id: its name and revision (a new commit of an adapter is other weights)
-        from .models import hub_revision
-
         revision = hub_revision(adapter or source) or "unknown-revision"
         h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}@{revision}".encode())
         return h.hexdigest()[:16]
@@ -96,8 +117,6 @@ def agent_fingerprint(profile: Profile) -> str:
     examples, the call format, and the agent's and the sandbox's limits."""
     import hashlib
 
-    from . import prompts
-
     keys = (
         "call_open call_close output_template n_shots few_shot_as_turns system_prompt max_calls "
         "max_tokens_per_step max_output_chars sandbox_timeout sandbox_memory_mb"
@@ -113,8 +132,6 @@ def agent_fingerprint(profile: Profile) -> str:
 def engine_fingerprint(profile: Profile) -> str:
     """The generation engine and its version: our batching engine's `ENGINE_VERSION`, or the installed vLLM's."""
     if profile.backend == "transformers":
-        from .batching import ENGINE_VERSION
-
         return f"transformers:{ENGINE_VERSION}"
     if profile.backend == "vllm":
         from importlib.metadata import PackageNotFoundError, version
@@ -133,8 +150,6 @@ def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -
     agent's prompt and limits, and the generation engine; with a prompt other than ours, which one ran."""
     from dataclasses import asdict
 
-    from .prompts import prompt_record
-
     _, tool = CONFIGS[config]
     return {
         "model": model_fingerprint_,
@@ -148,7 +163,6 @@ def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -
 
 
 def _record(dataset: str, config: str, prob: dict, sample: int, traj) -> dict:
-    from .grading import gold_is_parseable, is_equivalent
 
     gold = str(prob["answer"])
     correct = is_equivalent(gold, traj.answer) if gold_is_parseable(gold) else None
@@ -183,7 +197,6 @@ def run_config(
 ) -> int:
     """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run.
     Samples stored under another `fingerprint` (other weights or sampling) are set aside, not resumed."""
-    from .results import ResultStore, samples_path
 
     _, tool = CONFIGS[config]
     path = samples_path(profile.name, dataset, config, results_root)
@@ -197,7 +210,6 @@ def run_config(
         print(f"  {dataset}/{config}: all {len(problems) * samples} samples already done", flush=True)
         return 0
     print(f"  {dataset}/{config}: {len(jobs)} of {len(problems) * samples} samples to run", flush=True)
-    from .agent import run_agent
 
     failures: list[str] = []
     limit = failure_limit(len(jobs))
@@ -240,9 +252,6 @@ def summarize(profile: str, results_root: str | Path | None = None, write: bool 
     (summary, curve)."""
     import pandas as pd
 
-    from .metrics import compare_configs, maj_curve, summarize_samples
-    from .results import profile_results_dir, read_records, write_eval_summary, write_summary
-
     root = profile_results_dir(profile, results_root)
     records = read_records(root / "samples") if (root / "samples").exists() else []
     if not records:
@@ -265,8 +274,6 @@ COMPARISONS_FILE = (
 def load_comparisons(profile: str, results_root: str | Path | None = None):
     """The profile's stored paired comparisons (`comparisons.csv`) as a DataFrame."""
     import pandas as pd
-
-    from .results import profile_results_dir
 
     path = profile_results_dir(profile, results_root) / COMPARISONS_FILE
     if not path.is_file():
@@ -293,8 +300,6 @@ def evaluate(
     else this repo's GRPO output, else the profile's released adapter. Every configuration runs one prompt:
     `prompt` when given, else the one a GRPO output recorded, else the profile's (paper: the original's, which the
     released adapter trained with). `backend_kwargs` reach `make_backend` (e.g. `base_url` for the openai backend)."""
-    from .backends import make_backend
-    from .datasets import DatasetError, load_problems
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     datasets = list(datasets or prof.eval_datasets)
@@ -317,7 +322,6 @@ def evaluate(
     if empty:
         raise DatasetError(f"no problems with an answer in {empty}: each row needs a problem and an answer")
     needs_trained = any(CONFIGS[c][0] for c in configs)
-    from .models import check_weights_arg, trained_model_path
 
     trained = str(trained_model) if trained_model is not None else trained_model_path(prof, work_dir)
     if needs_trained and trained is None:
@@ -327,7 +331,6 @@ def evaluate(
         )
     if needs_trained and trained_model is not None:
         check_weights_arg(str(trained_model))
-    from .prompts import prompt_for, prompt_record
 
     # one prompt for every configuration, loaded now: unreadable files stop the run before any model loads
     prof = prompt_for(prof, trained, prompt)
@@ -335,8 +338,6 @@ def evaluate(
     if rec["prompt"] == "original":
         print(f"prompt: the original's at {rec['commit']}, sha256 {rec['sha256'][:12]}", flush=True)
     if prof.backend != "openai":  # a model on the hub but out of reach: say so now, not after retries
-        from .models import check_hub_models
-
         options = {"base": "--base-model", "trained": "--trained-model"}
         if any(not CONFIGS[c][0] for c in configs):
             check_hub_models(prof, None, options)
@@ -381,8 +382,6 @@ def eval_main(
 ) -> int:
     """`deepmath eval`: prints the summary table; errors name what was wrong. `base_model`: a folder or hub id
     replacing the profile's base model."""
-    from .datasets import DatasetError
-    from .models import with_base_model
 
     try:
         prof = get_profile(profile, backend=backend, original_repo=original_repo)
@@ -423,9 +422,6 @@ def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int =
     the answer, correctness, model tokens and calls.
     """
     import pandas as pd
-
-    from .agent import run_agent
-    from .grading import is_equivalent
 
     texts = [p["problem"] for p in problems]
     with_tool = run_agent(backend, texts, profile, tool=True, seed=seed)

@@ -31,7 +31,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, TextIO
 
 MAX_ANSWER_CHARS = 400
@@ -620,58 +619,3 @@ def grade_stream(inp: TextIO, out: TextIO) -> int:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     out.flush()
     return 1 if bad else 0
-
-
-# ----------------------------------------------------------------------------------------------- regrading
-
-
-def regrade_samples(results_root: str | Path | None = None, profile: str = "nano") -> dict[str, int]:
-    """Regrade the stored eval samples of a profile in place with the current grader.
-
-    For every ``<results_root>/<profile>/samples/*.jsonl`` row: ``pred`` is re-extracted from the model's own prose
-    in ``text`` (code and executor output removed, as the agent does), ``correct`` is recomputed (None when the gold
-    does not parse), and ``finish_reason`` moves between "answer" and "eos" to match. Files are rewritten
-    atomically; the ``.meta.json`` fingerprints stay as they are (grading is not part of them). Summaries are not
-    touched: rebuild them from the samples afterwards. Returns counts: files, rows, pred_changed,
-    correct_changed."""
-    from .agent import trace_parts
-    from .profiles import get_profile
-    from .results import atomic_write_text, profile_results_dir
-
-    prof = get_profile(profile)
-    counts = {"files": 0, "rows": 0, "pred_changed": 0, "correct_changed": 0}
-    for path in sorted((profile_results_dir(profile, results_root) / "samples").glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for row in rows:
-            parts = trace_parts(row.get("text") or "", prof)
-            prose = "".join(part for kind, part in parts if kind == "text")
-            pred = extract_answer(prose)
-            gold = str(row["gold"])
-            correct = is_equivalent(gold, pred) if gold_is_parseable(gold) else None
-            counts["pred_changed"] += pred != row.get("pred")
-            counts["correct_changed"] += correct != row.get("correct")
-            row["pred"], row["correct"] = pred, correct
-            if row.get("finish_reason") in ("eos", "answer"):
-                row["finish_reason"] = "answer" if pred is not None else "eos"
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        counts["files"] += 1
-        counts["rows"] += len(rows)
-    return counts
-
-
-def bare_math_verify(gold: str, pred: str) -> bool:
-    """The reference our extraction is measured against: math-verify's default `parse` and `verify`, gold wrapped
-    in `$…$`, timeouts off (as ours in the host process)."""
-    from math_verify import parse, verify
-
-    _mv()  # silences math-verify's "timeout disabled" warning
-    try:
-        return bool(
-            verify(
-                parse(f"${gold}$", parsing_timeout=None),
-                parse(pred, parsing_timeout=None),
-                timeout_seconds=None,
-            )
-        )
-    except Exception:
-        return False

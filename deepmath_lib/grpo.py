@@ -17,11 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from .agent import prompt_ids_for, run_agent
+from .backends import TransformersBackend, TRLVLLMBackend
+from .datasets import GENERATORS, load_problems, load_train_problems
 from .evaluate import engine_fingerprint
+from .grading import gold_is_parseable, is_equivalent
+from .metrics import bootstrap_ci, paired_diff
+from .models import check_hub_models, load_model, with_base_model
 from .paths import runs_dir
 from .profiles import Profile, Sampling, get_profile
 from .prompts import PROMPT_RECORD, PromptUnavailable, check_prompt, prompt_record
-from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
+from .results import (
+    STEP_TIME_COLUMNS,
+    TRAIN_METRICS_COLUMNS,
+    atomic_write_json,
+    profile_results_dir,
+    read_records,
+    samples_path,
+)
+from .rewards import accuracy_reward, code_reward_for
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -157,8 +170,6 @@ def _callbacks(profile: Profile, metrics_path: Path, clock: dict | None = None):
 def train_problems(profile: Profile, n: int | None = None, source: str | None = None) -> list[dict]:
     """Training problems `{id, problem, answer}` from `source` (default `profile.train_data`): deduplicated,
     shuffled with the profile's seed, unparseable golds reported and skipped."""
-    from .datasets import load_train_problems
-    from .grading import gold_is_parseable
 
     rows = load_train_problems(source or profile.train_data, n or profile.train_problems, seed=profile.seed)
     good, bad = [], []
@@ -174,7 +185,6 @@ def train_problems(profile: Profile, n: int | None = None, source: str | None = 
 
 def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
     """Held-out problems for the before/after check (disjoint from training)."""
-    from .datasets import GENERATORS, load_problems
 
     n = n or profile.heldout_problems
     split = "heldout" if profile.heldout_data in GENERATORS else None
@@ -187,7 +197,6 @@ def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
 def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=None):
     """A TRL `rollout_func(prompts, trainer)` that runs the agent loop on the policy being trained
     (`backend` overrides the policy's own backend, for tests)."""
-    from .backends import TransformersBackend, TRLVLLMBackend
 
     state: dict[str, Any] = {} if backend is None else {"backend": backend}
 
@@ -403,8 +412,6 @@ def build_trainer(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from .rewards import accuracy_reward, code_reward_for
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.from_list([{"prompt": r["problem"], "answer": str(r["answer"])} for r in problems])
@@ -457,8 +464,6 @@ def agent_check(
 ) -> dict:
     """Code-use rate, accuracy and mean model tokens of the agent on `problems` (eval sampling), with 95% CIs.
     A generation that raised is not a result: the check stops with an error naming it."""
-    from .grading import is_equivalent
-    from .metrics import bootstrap_ci
 
     trajs = run_agent(
         backend,
@@ -508,7 +513,6 @@ def paired_check_fields(before: list[dict], after: list[dict], seed: int = 0) ->
     `problem_id`, `correct`, `code_use`, `model_tokens`): for accuracy and code use the difference after - before,
     its paired bootstrap 95% interval and the exact McNemar p (plus how many problems changed each way); for model
     tokens the difference of means, its interval and the sign-flip permutation p."""
-    from .metrics import paired_diff
 
     b = {o["problem_id"]: o for o in before}
     a = {o["problem_id"]: o for o in after}
@@ -570,7 +574,6 @@ def outcomes_from_samples(
 ) -> list[dict]:
     """Per-problem check outcomes from one evaluation samples file (one greedy sample per problem): for a profile
     whose before/after check is the same run as its evaluation's +Agent and DeepMath rows (smol)."""
-    from .results import read_records, samples_path
 
     path = samples_path(profile, dataset, config, results_root)
     rows = [r for r in read_records(path) if r["config"] == config and r["dataset"] == dataset]
@@ -603,9 +606,6 @@ def rerun_check(
     sampling, the profile's seed and check batch, the policy loaded as for training. `before_weights` None: the base
     model; `after_weights` None: the profile's released weights. Returns (before, after) as :func:`agent_check`."""
     import torch
-
-    from .backends import TransformersBackend
-    from .models import load_model
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     after_weights = after_weights or prof.released_weights
@@ -656,7 +656,6 @@ def add_paired_fields(
 
 
 def _load_policy(profile: Profile, device: str):
-    from .backends import load_model
 
     return load_model(profile, device=device, training=True)
 
@@ -678,8 +677,6 @@ def train(
     import shutil
 
     import torch
-
-    from .backends import TransformersBackend, TRLVLLMBackend
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     steps = steps or prof.train_steps
@@ -826,8 +823,6 @@ def train_main(
     `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`).
     `base_model`: a folder or hub id replacing the profile's base model (GRPO's start)."""
     import sys
-
-    from .models import check_hub_models, with_base_model
 
     for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
         if value is not None and value <= 0:

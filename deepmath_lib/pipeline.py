@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .bench import conditions, save
 from .paths import REPO_ROOT
 from .profiles import DEFAULT_PROFILE, PROFILES
 
@@ -180,7 +181,6 @@ def run_pipeline(
 def main(profile: str, only: list[str] | None, params_file: str | None, publish: bool = False) -> int:
     """`deepmath pipeline` (what `make demo` runs). A whole published run with the profile's own parameters also
     stores its time per notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json`."""
-    from .bench import conditions
 
     times: dict[str, float] = {}
     start, cond = time.time(), conditions()
@@ -190,8 +190,6 @@ def main(profile: str, only: list[str] | None, params_file: str | None, publish:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if publish and only is None and params_file is None:
-        from .bench import save
-
         record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}
         save(f"demo_{profile}", record, cond=cond)
     return 0

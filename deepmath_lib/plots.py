@@ -19,12 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from . import metrics
-from .agent import trace_parts
 from .bench import load as load_bench
 from .datasets import load_reference
+from .lazy import LazyModule
+from .paths import figures_dir as default_figures_dir
 from .profiles import Profile, get_profile
 from .results import TRAIN_METRICS_COLUMNS, profile_results_dir, read_records
 from .tables import (
@@ -38,6 +37,9 @@ from .tables import (
     pick_example,
     records_frame,
 )
+from .trace import trace_parts
+
+pd = LazyModule("pandas")  # imported on first use: see lazy.py
 
 CONFIG_COLORS = {"baseline": "#8c8c8c", "agent": "#f28e2b", "grpo": "#4e79a7", "deepmath": "#59a14f"}
 DATASET_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
@@ -787,7 +789,6 @@ def make_all_figures(
     ``<results_root>/bench/sandbox.json`` (``deepmath bench sandbox``). Raises FileNotFoundError when there is no
     eval summary. A figure that fails is reported and skipped.
     """
-    from .paths import figures_dir as default_figures_dir
 
     prof = get_profile(profile)
     res = profile_results_dir(profile, results_root)

@@ -27,17 +27,22 @@ import json
 import sys
 import time
 
+from ..agent import default_sandbox_factory, prompt_ids_for, run_agent
+from ..backends import TransformersBackend, load_model, make_backend
+from ..datasets import GENERATORS, load_problems
+from ..models import trained_model_path
 from ..profiles import get_profile
+from ..prompts import EXAMPLES
+from ..sandbox import start_zygote
+from . import save as store
 
 GOALS = {"rollout_speedup": 10.0, "fraction_of_raw": 0.6}  # set for nano on a 2-core CPU
 
 
 def _problems(profile, n: int) -> list[str]:
-    from ..datasets import GENERATORS, load_problems
 
     if profile.eval_datasets[0] in GENERATORS:
         return [p["problem"] for p in load_problems(profile.eval_datasets[0], n=n)]
-    from ..prompts import EXAMPLES
 
     return [EXAMPLES[i % len(EXAMPLES)].problem for i in range(n)]
 
@@ -90,7 +95,6 @@ class _StartedSandboxes:
     the agent starts them), `close()` closes them all. Trajectories' own closes are left to `close()`."""
 
     def __init__(self, prof, count: int):
-        from ..agent import default_sandbox_factory
 
         make = default_sandbox_factory(prof)
         self._boxes = []
@@ -134,9 +138,6 @@ def measure(
 ) -> dict:
     """Raw batched generation, `n` trajectories through `slots` batch rows (`in_flight` started at once), and `seq_n`
     one at a time (see the module)."""
-    from ..agent import prompt_ids_for, run_agent
-    from ..backends import TransformersBackend, load_model, make_backend
-    from ..models import trained_model_path
 
     prof = get_profile(profile_name, backend=backend)
     in_flight = in_flight or 2 * slots
@@ -157,7 +158,6 @@ def measure(
             return engine
 
     # warm-up: the sandbox zygote (started once per process), first forward passes
-    from ..sandbox import start_zygote
 
     start_zygote()
     run_agent(make(4), problems[:8], prof, sampling=sampling, seed=seed, concurrency=4)
@@ -305,8 +305,6 @@ def bench_main(
         f"   raw batched vs one row: {res['raw_speedup']}x   sandbox share: {res['sandbox_share']}"
     )
     if save:
-        from . import save as store
-
         name = f"rollouts_{res['profile']}_{res['backend']}"
         print(f"saved {store(name, res, cond=cond)}")
     print(json.dumps(res))

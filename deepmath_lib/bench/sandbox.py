@@ -13,6 +13,9 @@ import sys
 import time
 import warnings
 
+from ..sandbox import Sandbox, start_zygote
+from . import save as store
+
 SNIPPETS = {
     "trivial": "x = 1 + 1",
     "sympy_solve": "import sympy\nsympy.solve(sympy.Symbol('x')**2 - 2)",
@@ -35,7 +38,6 @@ def _median_ms(fn, repeats: int, warmup: int = 1) -> float:
 def measure(repeats: int = 30, slow_repeats: int = 3, quick: bool = False) -> dict:
     """Return {"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ratios...}. `quick` (notebook 01 under
     nbval): 5 repeats and 1 of the slow executors instead of `repeats` and `slow_repeats`."""
-    from ..sandbox import Sandbox, start_zygote
 
     if quick:
         repeats, slow_repeats = 5, 1
@@ -128,8 +130,6 @@ def bench_main(repeats: int = 30, save: bool = True, cond: dict | None = None) -
     res = measure(repeats=repeats)
     print(format_table(res))
     if save:
-        from . import save as store
-
         print(f"saved {store('sandbox', res, cond=cond)}")
     print(json.dumps(res))
     return 0

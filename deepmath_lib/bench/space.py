@@ -22,7 +22,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..agent import run_agent
+from ..backends import make_backend
+from ..models import trained_model_path
+from ..nano import generate_problems
 from ..paths import REPO_ROOT
+from ..profiles import Sampling, get_profile
+from . import save as store
 
 # Placed in the app's environment, as a Space's tokens are; no response may ever contain it.
 FAKE_SECRET = "hf_FakeSpaceSecret4bW9tZXRoaW5nIHNlY3JldA"
@@ -134,11 +140,6 @@ def bounded(status: str) -> bool:
 def nano_solved(pool_size: int = 64) -> list[tuple[str, str]]:
     """(problem, answer) pairs that the nano weights the Space serves solve with a tool call under its greedy
     decoding. Found in-process with the library, so the load follows the weights when they are retrained."""
-    from ..agent import run_agent
-    from ..backends import make_backend
-    from ..models import trained_model_path
-    from ..nano import generate_problems
-    from ..profiles import Sampling, get_profile
 
     profile = get_profile("nano")
     backend = make_backend(profile, model_path=trained_model_path(profile))
@@ -280,8 +281,6 @@ def bench_main(save: bool = True, cond: dict | None = None) -> int:
         f"{res['rss_mb_before']} MB before, {res['rss_mb_peak']} MB peak, {res['rss_mb_after']} MB after"
     )
     if save:
-        from . import save as store
-
         print(f"saved {store('space', res, cond=cond)}")
     print(json.dumps(res))
     return 0

@@ -37,6 +37,7 @@ from .results import (
     write_eval_summary,
     write_summary,
 )
+from .trace import trajectory_outcomes
 
 CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
     "baseline": (False, False),
@@ -426,19 +427,22 @@ def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int =
     texts = [p["problem"] for p in problems]
     with_tool = run_agent(backend, texts, profile, tool=True, seed=seed)
     without = run_agent(backend, texts, profile, tool=False, seed=seed)
+    golds = [p["answer"] for p in problems]
     rows = []
-    for p, a, b in zip(problems, with_tool, without, strict=True):
-        for mode, t in (("agent", a), ("no tool", b)):
+    for p, a, b in zip(
+        problems, trajectory_outcomes(golds, with_tool), trajectory_outcomes(golds, without), strict=True
+    ):
+        for mode, o in (("agent", a), ("no tool", b)):
             rows.append(
                 {
                     "problem": p["problem"],
-                    "gold": str(p["answer"]),
+                    "gold": o["gold"],
                     "mode": mode,
-                    "answer": t.answer,
-                    "correct": is_equivalent(str(p["answer"]), t.answer),
-                    "model_tokens": t.model_tokens,
-                    "calls": len(t.calls),
-                    "finish": t.finish_reason,
+                    "answer": o["pred"],
+                    "correct": o["correct"],
+                    "model_tokens": o["model_tokens"],
+                    "calls": o["calls"],
+                    "finish": o["finish"],
                 }
             )
     return pd.DataFrame(rows), with_tool, without

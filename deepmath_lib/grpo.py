@@ -20,7 +20,7 @@ from .agent import prompt_ids_for, run_agent
 from .backends import TransformersBackend, TRLVLLMBackend
 from .datasets import GENERATORS, load_problems, load_train_problems
 from .evaluate import engine_fingerprint
-from .grading import gold_is_parseable, is_equivalent
+from .grading import gold_is_parseable
 from .metrics import bootstrap_ci, paired_diff
 from .models import check_hub_models, load_model, with_base_model
 from .paths import runs_dir
@@ -35,6 +35,7 @@ from .results import (
     samples_path,
 )
 from .rewards import accuracy_reward, code_reward_for
+from .trace import trajectory_outcomes
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -480,14 +481,16 @@ def agent_check(
     outcomes = [
         {
             "problem_id": str(p.get("id", i)),
-            "gold": str(p["answer"]),
-            "pred": t.answer,
-            "correct": int(is_equivalent(str(p["answer"]), t.answer)),
-            "code_use": int(t.n_calls_ok > 0),
-            "model_tokens": t.model_tokens,
-            "total_tokens": t.total_tokens,
+            "gold": o["gold"],
+            "pred": o["pred"],
+            "correct": int(o["correct"]),
+            "code_use": int(o["calls_ok"] > 0),
+            "model_tokens": o["model_tokens"],
+            "total_tokens": o["total_tokens"],
         }
-        for i, (p, t) in enumerate(zip(problems, trajs, strict=True))
+        for i, (p, o) in enumerate(
+            zip(problems, trajectory_outcomes([p["answer"] for p in problems], trajs), strict=True)
+        )
     ]
     used = [float(o["code_use"]) for o in outcomes]
     correct = [float(o["correct"]) for o in outcomes]

@@ -93,13 +93,30 @@ def box_pieces(text: str) -> list[tuple[bool, str]]:
     return pieces
 
 
+def trajectory_outcomes(golds: Sequence[Any], trajectories: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per trajectory (one gold each, in order): the gold and answer, whether it is right
+    (`grading.is_equivalent`), its calls (all, and those that ran), its model and total tokens and how it ended."""
+    return [
+        {
+            "gold": str(g),
+            "pred": t.answer,
+            "correct": is_equivalent(str(g), t.answer),
+            "calls": len(t.calls),
+            "calls_ok": t.n_calls_ok,
+            "model_tokens": t.model_tokens,
+            "total_tokens": t.total_tokens,
+            "finish": t.finish_reason,
+        }
+        for g, t in zip(golds, trajectories, strict=True)
+    ]
+
+
 def trajectory_stats(golds: Sequence[Any], trajectories: Sequence[Any]) -> dict:
     """Code use, accuracy and mean model tokens of a set of trajectories, one gold per trajectory, in order: over
     all of them, and over those with at least one call (`tool_*`) and with none (`hand_*`). A group with no
     trajectories has None for its accuracy and mean tokens."""
     rows = [
-        (len(t.calls) > 0, is_equivalent(str(g), t.answer), t.model_tokens)
-        for g, t in zip(golds, trajectories, strict=True)
+        (o["calls"] > 0, o["correct"], o["model_tokens"]) for o in trajectory_outcomes(golds, trajectories)
     ]
     tool = [r for r in rows if r[0]]
     hand = [r for r in rows if not r[0]]

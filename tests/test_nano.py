@@ -194,11 +194,18 @@ def test_recipe_hash_covers_settings():
 def test_summarize_tool_use():
     problems = [{"answer": "6"}, {"answer": "6"}, {"answer": "1/2"}, {"answer": "7"}]
     call = SimpleNamespace()
+    ends = {
+        "n_calls_ok": 0,
+        "total_tokens": 0,
+        "finish_reason": "answer",
+    }  # read by trace.trajectory_outcomes
     trajs = [
-        SimpleNamespace(calls=[call], answer="6", model_tokens=10),
-        SimpleNamespace(calls=[call, call], answer="5", model_tokens=20),
-        SimpleNamespace(calls=[], answer="0.5", model_tokens=40),  # graded by math-verify, not by string
-        SimpleNamespace(calls=[], answer=None, model_tokens=60),
+        SimpleNamespace(calls=[call], answer="6", model_tokens=10, **ends),
+        SimpleNamespace(calls=[call, call], answer="5", model_tokens=20, **ends),
+        SimpleNamespace(
+            calls=[], answer="0.5", model_tokens=40, **ends
+        ),  # graded by math-verify, not by string
+        SimpleNamespace(calls=[], answer=None, model_tokens=60, **ends),
     ]
     s = summarize_tool_use(problems, trajs)
     assert s == {

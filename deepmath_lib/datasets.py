@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepmath_lib.nano import generate_problems
-
+from .nano import generate_problems
 from .paths import PACKAGE_DATA
 
 PROBLEM_FIELDS = ("problem", "question")

@@ -12,10 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import prompts
+from . import backends, batching, prompts
 from .agent import run_agent
-from .backends import make_backend
-from .batching import ENGINE_VERSION
 from .datasets import DatasetError, load_problems
 from .grading import gold_is_parseable, is_equivalent
 from .metrics import compare_configs, maj_curve, summarize_samples
@@ -25,9 +23,8 @@ from .models import (
     hub_revision,
     split_weights,
     trained_model_path,
-    with_base_model,
 )
-from .profiles import Profile, get_profile
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .prompts import prompt_for, prompt_record
 from .results import (
     ResultStore,
@@ -133,7 +130,7 @@ def agent_fingerprint(profile: Profile) -> str:
 def engine_fingerprint(profile: Profile) -> str:
     """The generation engine and its version: our batching engine's `ENGINE_VERSION`, or the installed vLLM's."""
     if profile.backend == "transformers":
-        return f"transformers:{ENGINE_VERSION}"
+        return f"transformers:{batching.ENGINE_VERSION}"
     if profile.backend == "vllm":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -283,7 +280,7 @@ def load_comparisons(profile: str, results_root: str | Path | None = None):
 
 
 def evaluate(
-    profile: str | Profile = "nano",
+    profile: str | Profile = DEFAULT_PROFILE,
     datasets: list[str] | None = None,
     configs: list[str] | None = None,
     samples: int | None = None,
@@ -354,7 +351,7 @@ def evaluate(
         model_path = trained if weights else None
         print(f"weights: {model_path or 'base model ' + prof.model}", flush=True)
         fingerprint = model_fingerprint(prof, model_path)
-        backend = make_backend(prof, model_path=model_path, **(backend_kwargs or {}))
+        backend = backends.make_backend(prof, model_path=model_path, **(backend_kwargs or {}))
         try:
             for name, probs in loaded.items():
                 for config in todo:
@@ -365,55 +362,6 @@ def evaluate(
             backend.close()
     print(f"evaluation done in {time.time() - t0:.0f}s", flush=True)
     return summarize(prof.name, results_root)
-
-
-def eval_main(
-    profile: str = "nano",
-    datasets: list[str] | None = None,
-    configs: list[str] | None = None,
-    samples: int | None = None,
-    n_problems: int | None = None,
-    trained_model: str | None = None,
-    results_root: str | None = None,
-    backend: str | None = None,
-    base_url: str | None = None,
-    prompt: str | None = None,
-    original_repo: str | None = None,
-    base_model: str | None = None,
-) -> int:
-    """`deepmath eval`: prints the summary table; errors name what was wrong. `base_model`: a folder or hub id
-    replacing the profile's base model."""
-
-    try:
-        prof = get_profile(profile, backend=backend, original_repo=original_repo)
-        prof = with_base_model(prof, base_model)
-        kwargs = {"base_url": base_url} if base_url else None
-        summary, _ = evaluate(
-            prof,
-            datasets,
-            configs,
-            samples,
-            n_problems,
-            trained_model,
-            results_root,
-            backend_kwargs=kwargs,
-            prompt=prompt,
-        )
-    except (FileNotFoundError, ValueError, DatasetError, GenerationFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cols = [
-        "dataset",
-        "config",
-        "k",
-        "maj_at_k",
-        "maj_ci_low",
-        "maj_ci_high",
-        "mean_at_k",
-        "mean_len_model_tokens",
-    ]
-    print(summary[cols].round(3).to_string(index=False))
-    return 0
 
 
 def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int = 0):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from .datasets import GENERATORS, load_problems, load_train_problems
 from .evaluate import engine_fingerprint
 from .grading import gold_is_parseable
 from .metrics import bootstrap_ci, paired_diff
-from .models import check_hub_models, load_model, with_base_model
+from .models import load_model
 from .paths import runs_dir
-from .profiles import Profile, Sampling, get_profile
-from .prompts import PROMPT_RECORD, PromptUnavailable, check_prompt, prompt_record
+from .profiles import DEFAULT_PROFILE, Profile, Sampling, get_profile
+from .prompts import PROMPT_RECORD, prompt_record
 from .results import (
     STEP_TIME_COLUMNS,
     TRAIN_METRICS_COLUMNS,
@@ -36,6 +35,11 @@ from .results import (
 )
 from .rewards import accuracy_reward, code_reward_for
 from .trace import trajectory_outcomes
+
+
+class ReportToUnavailable(RuntimeError):
+    """`report_to` names a logger whose package is not installed."""
+
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -664,7 +668,7 @@ def _load_policy(profile: Profile, device: str):
 
 
 def train(
-    profile: str | Profile = "nano",
+    profile: str | Profile = DEFAULT_PROFILE,
     steps: int | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
@@ -722,7 +726,7 @@ def train(
         import importlib.util
 
         if importlib.util.find_spec(report_to) is None:
-            raise RuntimeError(
+            raise ReportToUnavailable(
                 f"--report-to {report_to}: the package is not installed (`pip install {report_to}`)"
             )
     trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress, report_to=report_to)
@@ -806,62 +810,3 @@ def train(
     summary["after"] = after
     summary["log_history"] = trainer.state.log_history
     return summary
-
-
-def train_main(
-    profile: str = "nano",
-    steps: int | None = None,
-    output_dir: str | None = None,
-    resume: bool = False,
-    vllm_mode: str | None = None,
-    heldout: int | None = None,
-    results_root: str | None = None,
-    train_problems: int | None = None,
-    report_to: str = "none",
-    prompt: str | None = None,
-    original_repo: str | None = None,
-    base_model: str | None = None,
-) -> int:
-    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
-    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`).
-    `base_model`: a folder or hub id replacing the profile's base model (GRPO's start)."""
-    import sys
-
-    for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
-        if value is not None and value <= 0:
-            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
-            return 2
-    try:  # the prompt's files (an unknown prompt, unreadable files) and hub models, before any model loads
-        prof = get_profile(
-            profile,
-            vllm_mode=vllm_mode,
-            train_problems=train_problems,
-            prompt=prompt,
-            original_repo=original_repo,
-        )
-        prof = with_base_model(prof, base_model)
-        check_prompt(prof)
-        check_hub_models(prof, None, {"base": "--base-model"})
-    except (PromptUnavailable, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        summary = train(
-            prof,
-            steps=steps,
-            output_dir=output_dir,
-            resume=resume,
-            heldout=heldout,
-            results_root=results_root,
-            report_to=report_to,
-        )
-    except RuntimeError as exc:
-        if "--report-to" not in str(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not summary.get("main", True):
-        return 0
-    keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
-    print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
-    return 0 if not math.isnan(summary["accuracy_after"]) else 1

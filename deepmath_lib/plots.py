@@ -24,7 +24,7 @@ from .bench import load as load_bench
 from .datasets import load_reference
 from .lazy import LazyModule
 from .paths import figures_dir as default_figures_dir
-from .profiles import Profile, get_profile
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .results import TRAIN_METRICS_COLUMNS, profile_results_dir, read_records
 from .tables import (
     config_label,
@@ -777,7 +777,7 @@ def plot_comparisons(comparisons: pd.DataFrame, out_dir: str | Path) -> Path | N
 
 
 def make_all_figures(
-    profile: str = "nano",
+    profile: str = DEFAULT_PROFILE,
     results_root: str | Path | None = None,
     figures_dir: str | Path | None = None,
 ) -> list[Path]:
@@ -851,18 +851,3 @@ def make_all_figures(
         if path is not None:
             saved.append(path)
     return saved
-
-
-def figures_main(
-    profile: str = "nano", results_root: str | None = None, figures_dir: str | None = None
-) -> int:
-    """CLI entry (``deepmath figures``): draw what the results allow, print the saved files; 1 without a summary."""
-    try:
-        saved = make_all_figures(profile, results_root, figures_dir)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"figures: {len(saved)} file(s) saved")
-    for path in saved:
-        print(f"  {path}")
-    return 0

@@ -18,7 +18,6 @@ from .bench.sandbox import GOALS
 from .datasets import dataset_label, load_reference
 from .evaluate import COMPARISONS_FILE
 from .paths import REPO_ROOT
-from .plots import plot_profiles
 from .profiles import DEFAULT_PROFILE, get_profile
 from .prompts import ORIGINAL_COMMIT
 from .results import STEP_TIME_COLUMNS, profile_results_dir
@@ -54,7 +53,7 @@ def gpu_block(path: str | Path | None = None) -> str:
     )
 
 
-def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def results_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The eval table and the GRPO before/after line of a profile, from eval_summary.csv and train_summary.json."""
     import pandas as pd
 
@@ -193,7 +192,7 @@ def _pair_label(a: str, b: str) -> str:
     return f"{CONFIG_LABELS.get(a, a)} vs {CONFIG_LABELS.get(b, b)}"
 
 
-def comparisons_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def comparisons_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The paired comparisons of a profile's evaluation (comparisons.csv, written by `deepmath eval`) and of GRPO's
     before/after check (the paired fields of train_summary.json)."""
     import pandas as pd
@@ -286,7 +285,7 @@ def _len_phrase(r, col: str, what: str) -> str:
     return f"no measurable difference in {what} ({fig})"
 
 
-def conclusion_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def conclusion_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The profile's conclusions, stated from the paired comparisons: a difference counts when its interval
     excludes 0 and its p (Holm-adjusted for accuracy) is below 0.05."""
     import pandas as pd
@@ -670,43 +669,3 @@ def doc_files(root: str | Path | None = None) -> list[Path]:
     """README.md and docs/*.md, the pages `deepmath report` fills."""
     root = Path(root or REPO_ROOT)
     return [p for pattern in DOCS for p in sorted(root.glob(pattern))]
-
-
-def report_main(check: bool = False, readme: str | Path | None = None) -> int:
-    """Fill every block of README.md and docs/*.md (or of `readme` alone) from the stored results; with `check`,
-    exit 1 when a page differs and write nothing. Every block a source makes must appear on some page."""
-    paths = [Path(readme)] if readme else doc_files()
-    blocks = all_blocks()
-    try:
-        pages = {path: path.read_text() for path in paths}
-        new = {path: render(text, blocks) for path, text in pages.items()}
-        if readme is None:
-            shown = {m.group(1) for text in pages.values() for m in MARKER.finditer(text)}
-            missing = sorted(set(blocks) - shown)
-            if missing:
-                raise ValueError(f"blocks on no page: {', '.join(missing)}")
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-    ) as exc:  # a page or block missing, a results file missing or malformed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    changed = [path for path in paths if new[path] != pages[path]]
-    if check:
-        for path in changed:
-            print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
-        if changed:
-            return 1
-        print(f"{len(paths)} page(s) up to date")
-        return 0
-    for path in changed:
-        path.write_text(new[path])
-        print(f"{path}: rewritten")
-    print(f"{len(paths)} page(s), {len(changed)} rewritten")
-
-    figures = (Path(readme).parent if readme else REPO_ROOT) / "figures"
-    fig = plot_profiles(None, figures)  # the profiles side by side, from the same stored results
-    if fig is not None:
-        print(f"{fig}: redrawn")
-    return 0

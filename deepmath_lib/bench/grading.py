@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from .. import grading
 from ..grading import extract_answer, is_equivalent
 from ..paths import REPO_ROOT
-from . import save as store
 
 SUITE = REPO_ROOT / "tests" / "fixtures" / "grading_suite.jsonl"
 
@@ -143,30 +140,6 @@ def measure(n: int = 8000, golds: int = 400, seed: int = 0) -> dict:
     }
 
 
-def bench_main(n: int = 8000, suite: bool = False, save: bool = True, cond: dict | None = None) -> int:
-    """`deepmath bench grading`: the timing runs in a fresh interpreter, so caches start cold."""
-    if n < 1:
-        print(f"error: --n must be at least 1, got {n}", file=sys.stderr)
-        return 2
-    code = f"import json; from deepmath_lib.bench.grading import measure; print(json.dumps(measure({n})))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"error: the grading benchmark failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
-        return 1
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"graded {res['n']} answers in {res['seconds']} s ({res['rows_per_s']} per second)")
-    if suite:
-        res["suite"] = suite_agreement()
-        s = res["suite"]
-        print(
-            f"suite of {s['suite_n']} labelled cases: ours {s['ours']:.1%}, bare math-verify {s['bare_math_verify']:.1%}"
-        )
-    if save:
-        print(f"saved {store('grading', res, cond=cond)}")
-    print(json.dumps(res))
-    return 0
-
-
 def bare_math_verify(gold: str, pred: str) -> bool:
     """The reference our extraction is measured against: math-verify's default `parse` and `verify`, gold wrapped
     in `$…$`, timeouts off (as ours in the host process)."""
@@ -198,7 +171,3 @@ def suite_agreement(path: Path = SUITE) -> dict:
             for c in sorted({r["class"] for r in rows})
         }
     return out
-
-
-if __name__ == "__main__":
-    raise SystemExit(bench_main(suite="--suite" in sys.argv, save=False))

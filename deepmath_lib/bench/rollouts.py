@@ -23,18 +23,15 @@ printed is JSON."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 
 from ..agent import default_sandbox_factory, prompt_ids_for, run_agent
 from ..backends import TransformersBackend, load_model, make_backend
 from ..datasets import GENERATORS, load_problems
 from ..models import trained_model_path
-from ..profiles import get_profile
+from ..profiles import DEFAULT_PROFILE, get_profile
 from ..prompts import EXAMPLES
 from ..sandbox import start_zygote
-from . import save as store
 
 GOALS = {"rollout_speedup": 10.0, "fraction_of_raw": 0.6}  # set for nano on a 2-core CPU
 
@@ -127,7 +124,7 @@ class _Kept:
 
 
 def measure(
-    profile_name: str = "nano",
+    profile_name: str = DEFAULT_PROFILE,
     n: int = 256,
     slots: int = 64,
     seq_n: int = 32,
@@ -257,55 +254,3 @@ def measure(
             1 - rows["concurrent"]["model_tokens_per_s"] / rows["presandboxed"]["model_tokens_per_s"], 3
         ),
     }
-
-
-def bench_main(
-    profile: str = "nano",
-    n: int = 256,
-    backend: str | None = None,
-    save: bool = True,
-    slots: int = 64,
-    seq_n: int = 32,
-    repeats: int = 3,
-    in_flight: int | None = None,
-    cond: dict | None = None,
-) -> int:
-    in_flight = in_flight or 2 * slots
-    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
-        print(
-            "error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 and --in-flight >= --slots "
-            f"(got {n}, {slots}, {seq_n}, {repeats}, {in_flight})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        res = measure(
-            profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats, in_flight=in_flight
-        )
-    except (
-        ValueError,
-        RuntimeError,
-    ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{'mode':<14}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
-    for mode in ("concurrent", "presandboxed", "sequential"):
-        print(
-            f"{mode:<14}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
-            f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
-        )
-    print(
-        f"{'raw':<14}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
-    )
-    print(
-        f"{'raw':<14}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
-    )
-    print(
-        f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
-        f"   raw batched vs one row: {res['raw_speedup']}x   sandbox share: {res['sandbox_share']}"
-    )
-    if save:
-        name = f"rollouts_{res['profile']}_{res['backend']}"
-        print(f"saved {store(name, res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

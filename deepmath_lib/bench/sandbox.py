@@ -6,7 +6,6 @@ and a fresh `python -c` process per snippet. The last line printed is one JSON o
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import time
 import warnings
 
 from ..sandbox import Sandbox, start_zygote
-from . import save as store
 
 SNIPPETS = {
     "trivial": "x = 1 + 1",
@@ -121,15 +119,3 @@ def format_table(res: dict) -> str:
     lines.append(f"{'create_and_first_run_ms':<28} {res['create_and_first_run_ms']:>10.3f}")
     lines.append(f"{'sympy_speedup_vs_process':<28} {res['sympy_speedup_vs_process']:>10.1f}")
     return "\n".join(lines)
-
-
-def bench_main(repeats: int = 30, save: bool = True, cond: dict | None = None) -> int:
-    if repeats < 1:
-        print(f"error: --repeats must be at least 1, got {repeats}", file=sys.stderr)
-        return 2
-    res = measure(repeats=repeats)
-    print(format_table(res))
-    if save:
-        print(f"saved {store('sandbox', res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

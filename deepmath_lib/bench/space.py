@@ -11,7 +11,6 @@ section renders it (`deepmath report`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -28,7 +27,6 @@ from ..models import trained_model_path
 from ..nano import generate_problems
 from ..paths import REPO_ROOT
 from ..profiles import Sampling, get_profile
-from . import save as store
 
 # Placed in the app's environment, as a Space's tokens are; no response may ever contain it.
 FAKE_SECRET = "hf_FakeSpaceSecret4bW9tZXRoaW5nIHNlY3JldA"
@@ -264,23 +262,3 @@ def measure() -> dict:
         "gguf_convert_s": round(gguf_convert_seconds(), 1),
         **load,
     }
-
-
-def bench_main(save: bool = True, cond: dict | None = None) -> int:
-    try:
-        res = measure()
-    except (RuntimeError, ImportError) as exc:  # e.g. the space extra (gradio_client) not installed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"page up (HTTP 200) after {res['startup_s']} s; smol's GGUF converted in {res['gguf_convert_s']} s"
-    )
-    print(
-        f"load: {res['requests']} requests in {res['seconds']} s, {res['normal_answered']}/{res['normal']} problems "
-        f"answered, {res['hostile_bounded']}/{res['hostile']} snippets ended in an error or a timeout; app RSS "
-        f"{res['rss_mb_before']} MB before, {res['rss_mb_peak']} MB peak, {res['rss_mb_after']} MB after"
-    )
-    if save:
-        print(f"saved {store('space', res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

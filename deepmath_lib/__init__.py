@@ -4,11 +4,12 @@ Core -- DeepMath's own ideas (each imports only what sits before it here, and th
     trace       the trace format: call tags and stops, code extraction, trace parts, the answer from the model's
                 prose, boxed-answer spans, trajectory statistics
     agent       the agent loop: many trajectories at once, snippets in the sandbox, env mask
-    grading     answer extraction and equivalence (math-verify), majority vote
+    grading     answer extraction and equivalence (math-verify), majority vote (`deepmath grade` in cli)
     rewards     GRPO's rewards (accuracy, code use)
     grpo        GRPO training with TRL and the before/after check
     metrics     maj@k, pass@k, bootstrap intervals, paired tests
-    evaluate    the evaluation: samples per (dataset, config), summaries; fingerprints of stored samples
+    evaluate    the evaluation: samples per (dataset, config), summaries, comparisons
+    fingerprints  what made stored samples (weights, sampling, prompt, engine), checked before resuming
 Engines -- how tokens are generated:
     backends    transformers (continuous batching), vLLM, an OpenAI-compatible server, TRL's vLLM
     batching    the continuous-batching engine (`ENGINE_VERSION`)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, TextIO
 
 from . import evaluate, grpo, pipeline, plots, report
 from .agent import question_error, run_agent
@@ -21,7 +22,7 @@ from .bench import sandbox as bench_sandbox
 from .bench import save as bench_save
 from .bench import space as bench_space
 from .datasets import DatasetError
-from .grading import grade_stream, majority_vote
+from .grading import is_equivalent, majority_vote
 from .models import check_hub_models, check_weights_arg, describe_weights, trained_model_path, with_base_model
 from .paths import REPO_ROOT, checkout_only, work_root
 from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
@@ -132,7 +133,7 @@ def solve(
 
 def _cmd_grade(args: argparse.Namespace) -> int:
 
-    return grade_stream(sys.stdin, sys.stdout)
+    return grade_main(sys.stdin, sys.stdout)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -213,6 +214,60 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ the commands' bodies: validate, run, print
+
+
+def _gradable(value: Any) -> bool:
+    """A string, or a finite JSON number (not a boolean, which JSON keeps apart from numbers)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_text(value: str | int | float) -> str:
+    """The answer text of a gold or prediction: strings as they are, numbers as JSON writes them."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def grade_main(inp: TextIO, out: TextIO) -> int:
+    """`deepmath grade`: read JSONL rows ``{"gold": str | number, "pred": str | number}`` from ``inp``, write each
+    row back (values as given) with ``"equal": bool``. Numbers are graded as their JSON text (``2``, ``0.5``), as
+    JSONL datasets often store golds. A bad line (not JSON, not an object, a missing key, a value that is neither a
+    string nor a number) gives a row with ``"equal": false`` and ``"error"``, plus a message on stderr; processing
+    continues. Blank lines are skipped. Returns 1 if any line was bad, else 0."""
+    bad = 0
+    for lineno, line in enumerate(inp, start=1):
+        if not line.strip():
+            continue
+        row: dict[str, Any]
+        error: str | None = None
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            obj, error = None, f"line {lineno}: not valid JSON ({exc.msg})"
+        if error is None and not isinstance(obj, dict):
+            error = f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
+        row = dict(obj) if isinstance(obj, dict) else {}
+        if error is None:
+            missing = [k for k in ("gold", "pred") if k not in row]
+            if missing:
+                error = f"line {lineno}: missing key(s) {', '.join(missing)}"
+            else:
+                wrong = [k for k in ("gold", "pred") if not _gradable(row[k])]
+                if wrong:
+                    error = "; ".join(
+                        f"line {lineno}: {k!r} must be a string or a number, got {type(row[k]).__name__}"
+                        for k in wrong
+                    )
+        if error is None:
+            row["equal"] = is_equivalent(_as_text(row["gold"]), _as_text(row["pred"]))
+        else:
+            bad += 1
+            row["equal"] = False
+            row["error"] = error
+            print(f"deepmath grade: {error}", file=sys.stderr)
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
+    return 1 if bad else 0
 
 
 def exec_main(code: str, timeout: float = 5.0, as_json: bool = False) -> int:

@@ -1,4 +1,4 @@
-"""Answer grading with math-verify: answer extraction, equivalence, majority vote, and `deepmath grade`.
+"""Answer grading with math-verify: answer extraction, equivalence, majority vote.
 
 One extraction rule serves `deepmath grade`, the evaluation and the GRPO accuracy reward (:func:`extract_answer`):
 the boxes a text ends with, all of them together when there are several; without a box, math-verify's own LaTeX
@@ -23,15 +23,13 @@ math-verify's own timeouts use ``signal.alarm``, which only works in the main th
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, TextIO
+from typing import Any
 
 MAX_ANSWER_CHARS = 400
 """Longer answers are compared as strings only (bounds parse time off the main thread)."""
@@ -565,57 +563,3 @@ def majority_vote(preds: list[str | None]) -> tuple[str | None, int]:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-
-
-def _gradable(value: Any) -> bool:
-    """A string, or a finite JSON number (not a boolean, which JSON keeps apart from numbers)."""
-    if isinstance(value, str):
-        return True
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _as_text(value: str | int | float) -> str:
-    """The answer text of a gold or prediction: strings as they are, numbers as JSON writes them."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def grade_stream(inp: TextIO, out: TextIO) -> int:
-    """`deepmath grade`: read JSONL rows ``{"gold": str | number, "pred": str | number}`` from ``inp``, write each
-    row back (values as given) with ``"equal": bool``. Numbers are graded as their JSON text (``2``, ``0.5``), as
-    JSONL datasets often store golds. A bad line (not JSON, not an object, a missing key, a value that is neither a
-    string nor a number) gives a row with ``"equal": false`` and ``"error"``, plus a message on stderr; processing
-    continues. Blank lines are skipped. Returns 1 if any line was bad, else 0."""
-    bad = 0
-    for lineno, line in enumerate(inp, start=1):
-        if not line.strip():
-            continue
-        row: dict[str, Any]
-        error: str | None = None
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            obj, error = None, f"line {lineno}: not valid JSON ({exc.msg})"
-        if error is None and not isinstance(obj, dict):
-            error = f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
-        row = dict(obj) if isinstance(obj, dict) else {}
-        if error is None:
-            missing = [k for k in ("gold", "pred") if k not in row]
-            if missing:
-                error = f"line {lineno}: missing key(s) {', '.join(missing)}"
-            else:
-                wrong = [k for k in ("gold", "pred") if not _gradable(row[k])]
-                if wrong:
-                    error = "; ".join(
-                        f"line {lineno}: {k!r} must be a string or a number, got {type(row[k]).__name__}"
-                        for k in wrong
-                    )
-        if error is None:
-            row["equal"] = is_equivalent(_as_text(row["gold"]), _as_text(row["pred"]))
-        else:
-            bad += 1
-            row["equal"] = False
-            row["error"] = error
-            print(f"deepmath grade: {error}", file=sys.stderr)
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    out.flush()
-    return 1 if bad else 0

@@ -18,7 +18,7 @@ from typing import Any
 from .agent import prompt_ids_for, run_agent
 from .backends import TransformersBackend, TRLVLLMBackend
 from .datasets import GENERATORS, load_problems, load_train_problems
-from .evaluate import engine_fingerprint
+from .fingerprints import engine_fingerprint
 from .grading import gold_is_parseable
 from .metrics import bootstrap_ci, paired_diff
 from .models import load_model

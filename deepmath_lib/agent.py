@@ -16,8 +16,10 @@ from typing import Any
 
 from .aio import run_sync as _run_sync  # the name smolagent imports
 from .backends import Backend, Stop
-from .profiles import Profile, Sampling, get_profile
-from .prompts import build_messages, prompt_for
+from .profiles import Profile, Sampling
+from .prompts import build_messages
+from .sandbox import Sandbox
+from .trace import call_stop, extract_code, prose_answer
 
 
 @dataclass
@@ -71,8 +73,6 @@ def default_sandbox_factory(profile: Profile) -> Callable[[], Any]:
     """A factory of the profile's Sandbox (one per trajectory)."""
 
     def make():
-        from .sandbox import Sandbox
-
         return Sandbox(
             timeout=profile.sandbox_timeout,
             memory_mb=profile.sandbox_memory_mb,
@@ -80,32 +80,6 @@ def default_sandbox_factory(profile: Profile) -> Callable[[], Any]:
         )
 
     return make
-
-
-def call_stop(tokenizer, profile: Profile) -> Stop:
-    """Stop on the close tag's token id when the tokenizer has it as one token (Qwen3, nano), else on the pair."""
-    close = profile.call_close
-    if close in tokenizer.get_added_vocab():
-        return Stop(token_ids=(tokenizer.convert_tokens_to_ids(close),))
-    return Stop(pairs=((profile.call_open.strip() or profile.call_open, close),))
-
-
-def extract_code(segment: str, profile: Profile) -> str | None:
-    """The code of the last call in a generated segment that ends with the close tag (None if no open tag)."""
-    open_tag = profile.call_open.strip()
-    end = segment.rfind(profile.call_close)
-    if end < 0:
-        return None
-    start = segment.rfind(open_tag, 0, end)
-    if start < 0:
-        return None
-    return segment[start + len(open_tag) : end].strip("\n")
-
-
-def _extract_answer(text: str) -> str | None:
-    from .grading import extract_answer
-
-    return extract_answer(text)
 
 
 def prompt_ids_for(tokenizer, problem: str, profile: Profile, tool: bool) -> list[int]:
@@ -235,9 +209,7 @@ async def run_trajectory(
     traj.text = "".join(segments)
     traj.logprobs = logprobs if have_logprobs and logprobs else None
     # The answer is the model's own prose: neither code nor executor output can supply it.
-    traj.answer = _extract_answer(
-        "".join(part for kind, part in trace_parts(traj.text, profile) if kind == "text")
-    )
+    traj.answer = prose_answer(traj.text, profile)
     if traj.finish_reason == "eos" and traj.answer is not None:
         traj.finish_reason = "answer"
     return traj
@@ -351,119 +323,6 @@ def run_agent(
     return list(_run_sync(main()))
 
 
-# ---------------------------------------------------------------- rendering
-
-
-def trace_parts(text: str, profile: Profile) -> list[tuple[str, str]]:
-    """Split a trajectory's text into ``(kind, part)`` segments, in order; kind is "text" (the model's prose),
-    "code" (``profile.call_open`` … ``profile.call_close``) or "output" (an executor block, ``profile.output_template``
-    around the output). A call or block left open runs to the end. The parts joined give the text back."""
-    open_tag, close = profile.call_open.strip(), profile.call_close
-    out_open, out_close = profile.output_template.split("{output}")
-    parts: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(text):
-        code_at, output_at = text.find(open_tag, pos), text.find(out_open, pos)
-        found = sorted((i, kind) for i, kind in ((code_at, "code"), (output_at, "output")) if i >= 0)
-        if not found:
-            parts.append(("text", text[pos:]))
-            break
-        start, kind = found[0]
-        if start > pos:
-            parts.append(("text", text[pos:start]))
-        if kind == "code":
-            body, end_tag = start + len(open_tag), close
-        else:
-            body, end_tag = start + len(out_open), out_close
-        end = text.find(end_tag, body)
-        end = len(text) if end < 0 else end + len(end_tag)
-        parts.append((kind, text[start:end]))
-        pos = end
-    return parts
-
-
-def trace_html(traj: Trajectory, profile: Profile, gold: str | None = None) -> str:
-    """An HTML rendering of a trace for notebooks: code, output and the boxed answer highlighted."""
-    import html
-    import re
-
-    styles = {
-        "text": "color:#222",
-        "code": "background:#eef4ff;color:#1f3b8f;display:block;padding:2px 6px;border-left:3px solid #4a6fd8",
-        "output": "background:#f2fbef;color:#236b13;display:block;padding:2px 6px;border-left:3px solid #3a9a23",
-    }
-    body = []
-    for kind, part in trace_parts(traj.text, profile):
-        esc = html.escape(part)
-        if kind == "text":
-            esc = re.sub(
-                r"(\\boxed\{[^}]*\})",
-                r'<b style="background:#fff3b0;padding:0 3px">\1</b>',
-                esc,
-            )
-        body.append(f'<span style="{styles[kind]}">{esc}</span>')
-    verdict = ""
-    if gold is not None:
-        from .grading import is_equivalent
-
-        ok = is_equivalent(gold, traj.answer)
-        verdict = f" &middot; gold {html.escape(gold)} &middot; {'correct' if ok else 'wrong'}"
-    head = (
-        f"<div style='font:12px sans-serif;color:#555'>{html.escape(traj.problem)} &middot; finish: "
-        f"{traj.finish_reason} &middot; calls: {len(traj.calls)} &middot; model tokens: {traj.model_tokens}"
-        f"{verdict}</div>"
-    )
-    return f"<div style='border:1px solid #ddd;margin:6px 0;padding:6px'>{head}<pre style='white-space:pre-wrap;margin:0'>{''.join(body)}</pre></div>"
-
-
-def env_mask_html(tokenizer, ids: Sequence[int], mask: Sequence[int]) -> str:
-    """An HTML strip of a completion's tokens coloured by the env mask, for notebooks: model tokens (mask 1, the
-    ones GRPO's loss sees) in blue, executor tokens (mask 0, context only) in orange. Neighbouring tokens alternate
-    two shades so each token's extent shows; hovering gives the kind and the token id. A legend counts both kinds.
-    Raises ValueError when `ids` and `mask` differ in length."""
-    import html
-
-    if len(ids) != len(mask):
-        raise ValueError(f"{len(ids)} token ids but {len(mask)} mask values")
-    shades = {"model": ("#d4e2ff", "#b3ccff"), "executor": ("#ffe0b8", "#ffc98a")}
-    spans = []
-    for i, (tid, m) in enumerate(zip(ids, mask, strict=True)):
-        kind = "model" if m else "executor"
-        piece = html.escape(tokenizer.decode([tid], skip_special_tokens=False)).replace("\n", "↵\n")
-        spans.append(
-            f'<span style="background:{shades[kind][i % 2]}" title="{kind} token {tid}">{piece}</span>'
-        )
-    n_model = sum(1 for m in mask if m)
-    legend = (
-        "<div style='font:12px sans-serif;color:#555;margin-bottom:4px'>"
-        f"<span style='background:{shades['model'][0]};padding:0 4px'>model tokens: {n_model}</span> in the loss "
-        f"&middot; <span style='background:{shades['executor'][0]};padding:0 4px'>executor tokens: "
-        f"{len(mask) - n_model}</span> masked out</div>"
-    )
-    return (
-        f"<div style='border:1px solid #ddd;margin:6px 0;padding:6px'>{legend}"
-        f"<pre style='white-space:pre-wrap;margin:0'>{''.join(spans)}</pre></div>"
-    )
-
-
-def print_trace(traj: Trajectory, profile: Profile, console=None) -> None:
-    """Print a trace to the terminal with rich: code blue, executor output green, answer highlighted."""
-    from rich.console import Console
-    from rich.text import Text
-
-    console = console or Console(highlight=False)
-    styles = {"text": "", "code": "bold blue", "output": "green"}
-    out = Text()
-    for kind, part in trace_parts(traj.text, profile):
-        out.append(part, style=styles[kind])
-    out.highlight_regex(r"\\boxed\{[^}]*\}", "bold black on yellow")
-    console.print(out)
-    console.print(
-        f"[dim]finish: {traj.finish_reason} | calls: {len(traj.calls)} ({traj.n_calls_ok} ok) | "
-        f"model tokens: {traj.model_tokens} | total tokens: {traj.total_tokens}[/dim]"
-    )
-
-
 def question_error(question: str, profile: Profile) -> str | None:
     """Why `question` cannot be asked of `profile` (None when it can): empty, not valid UTF-8 (a command line's bytes
     arrive as lone surrogates), or longer than the profile's context leaves room for. The length limit counts
@@ -486,87 +345,3 @@ def question_error(question: str, profile: Profile) -> str | None:
             f"{profile.max_model_len:,} tokens, {budget:,} of them kept for the answer, holds at most {limit:,}"
         )
     return None
-
-
-def solve_main(
-    question: str,
-    profile: str = "nano",
-    samples: int = 1,
-    seed: int = 0,
-    tool: bool = True,
-    model: str | None = None,
-    backend: str | None = None,
-    base_url: str | None = None,
-    prompt: str | None = None,
-    original_repo: str | None = None,
-    base_model: str | None = None,
-) -> int:
-    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
-
-    `model`: a model folder or hub id, "base" for the profile's untrained model, or None for this repo's
-    GRPO-trained model when one exists (else the base model). `backend`: transformers, vllm or openai (with
-    `base_url`). `prompt`: ours or original (default: the one the weights recorded, else the profile's).
-    `base_model`: a folder or hub id replacing the profile's base model. Bad input (the question, `samples`, a hub
-    model out of reach) gets one `error:` line and exit status 2 before any model loads."""
-    import sys
-
-    from rich.console import Console
-
-    from .backends import make_backend
-    from .grading import majority_vote
-    from .models import (
-        check_hub_models,
-        check_weights_arg,
-        describe_weights,
-        trained_model_path,
-        with_base_model,
-    )
-
-    try:
-        prof = get_profile(profile, backend=backend, original_repo=original_repo)
-        prof = with_base_model(prof, base_model)
-        problem = question_error(question, prof)
-        if problem:
-            raise ValueError(problem)
-        if samples < 1:
-            raise ValueError(f"--samples must be at least 1, got {samples}")
-        if samples > 1 and prof.eval_sampling.temperature == 0:
-            raise ValueError(
-                f"{prof.name} samples greedily (temperature 0): its {samples} samples would be identical; "
-                "use --samples 1"
-            )
-        path = None if model == "base" else model or trained_model_path(prof)
-        if path is not None:
-            check_weights_arg(path)
-        prof = prompt_for(prof, path, prompt)
-        if prof.backend == "openai" and not base_url:
-            raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
-        if prof.backend != "openai":  # a server holds its own weights
-            check_hub_models(prof, path, {"base": "--base-model", "trained": "--model"})
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    console = Console(highlight=False, stderr=False)
-    console.print(f"[dim]model: {describe_weights(prof, path)} | backend: {prof.backend}[/dim]")
-    try:
-        with console.status(f"loading the {prof.name} model ..."):
-            backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
-    except RuntimeError as exc:  # e.g. --backend vllm without vLLM installed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    sampling = prof.eval_sampling
-    trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
-    for k, traj in enumerate(trajs):
-        console.rule(f"sample {k + 1}/{len(trajs)}")
-        print_trace(traj, prof, console)
-    backend.close()
-    failed = [t for t in trajs if t.finish_reason == "error"]
-    if len(failed) == len(trajs):  # nothing was generated: say why instead of answering "none"
-        print(f"error: {failed[0].error}", file=sys.stderr)
-        print("answer: none", flush=True)
-        return 1
-    answer, votes = majority_vote([t.answer for t in trajs])
-    if samples > 1:
-        console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
-    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
-    return 0

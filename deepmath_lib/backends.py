@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .aio import LoopThread
+from .batching import SlotEngine
+from .models import adapter_config, bf16_fast, load_model, split_weights
 from .profiles import Profile, Sampling
 
 
@@ -58,9 +60,6 @@ class _Request:
     future: asyncio.Future
     sampling: Sampling
     stop: Stop = field(default_factory=Stop)
-
-
-from .models import load_model, split_weights  # noqa: E402  (re-exported: the backends' model loader)
 
 
 class Backend:
@@ -200,7 +199,6 @@ class TransformersBackend(Backend):
     not depend on how fast sandbox calls return; `max_batch` is the number of slots."""
 
     def __init__(self, model, tokenizer, max_batch: int = 64, deterministic: bool = True):
-        from .batching import SlotEngine
 
         self.model = model
         self.tokenizer = tokenizer
@@ -275,8 +273,6 @@ def native_vllm_dtype() -> str:
     bf16 path runs ~5x slower than float32 (measured: 30 vs 155 tokens/s, SmolLM2-135M, 64 rows)."""
     import torch
 
-    from .models import bf16_fast
-
     return "bfloat16" if bf16_fast("cuda" if torch.cuda.is_available() else "cpu") else "float32"
 
 
@@ -303,8 +299,6 @@ class VLLMBackend(Backend):
                 f"(its CPU build, x86-64) ({type(exc).__name__}: {exc})"
             ) from exc
         from transformers import AutoTokenizer
-
-        from .models import adapter_config
 
         lora: dict[str, Any] = {}
         if adapter is not None:  # vLLM's default max_lora_rank (16) is below our r32 adapters

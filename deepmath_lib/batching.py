@@ -50,7 +50,7 @@ class _Req:
 
 
 # Raised whenever a change can change the tokens sampled for the same weights, prompt and seed (how rows are packed,
-# the attention maths, the order of random draws). Samples files record it (evaluate.sample_fingerprint), so
+# the attention maths, the order of random draws). Samples files record it (fingerprints.sample_fingerprint), so
 # samples from another engine version are set aside, never resumed into a new run (CHANGELOG.md lists the versions).
 ENGINE_VERSION = 3
 

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
 
-from .paths import work_root
+from . import evaluate, grpo, pipeline, plots, report
+from .agent import question_error, run_agent
+from .backends import make_backend
+from .bench import conditions
+from .bench import grading as bench_grading
+from .bench import rollouts as bench_rollouts
+from .bench import sandbox as bench_sandbox
+from .bench import save as bench_save
+from .bench import space as bench_space
+from .datasets import DatasetError
+from .grading import is_equivalent, majority_vote
+from .models import check_hub_models, check_weights_arg, describe_weights, trained_model_path, with_base_model
+from .paths import REPO_ROOT, checkout_only, work_root
+from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
+from .prompts import PromptUnavailable, check_prompt, prompt_for
+from .render import print_trace
+from .sandbox import Sandbox
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -17,15 +38,19 @@ os.environ.setdefault(
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    from .sandbox import exec_main
 
     return exec_main(sys.stdin.read(), timeout=args.timeout, as_json=args.json)
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
-    from .agent import solve_main
+    """`deepmath solve`: print each trace, then the majority answer as the last line `answer: X`.
 
-    return solve_main(
+    `--model`: a model folder or hub id, "base" for the profile's untrained model, or none for this repo's
+    GRPO-trained model when one exists (else the base model). `--backend`: transformers, vllm or openai (with
+    `--base-url`). `--prompt`: ours or original (default: the one the weights recorded, else the profile's).
+    `--base-model`: a folder or hub id replacing the profile's base model. Bad input (the question, `--samples`, a
+    hub model out of reach) gets one `error:` line and exit status 2 before any model loads."""
+    return solve(
         args.question,
         profile=args.profile,
         samples=args.samples,
@@ -40,14 +65,78 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import grade_stream
+def solve(
+    question: str,
+    profile: str = DEFAULT_PROFILE,
+    samples: int = 1,
+    seed: int = 0,
+    tool: bool = True,
+    model: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    prompt: str | None = None,
+    original_repo: str | None = None,
+    base_model: str | None = None,
+) -> int:
+    """The body of `deepmath solve` (see `_cmd_solve`), callable with keyword arguments; returns the exit status."""
+    from rich.console import Console  # rich: only `solve` prints with it
 
-    return grade_stream(sys.stdin, sys.stdout)
+    try:
+        prof = get_profile(profile, backend=backend, original_repo=original_repo)
+        prof = with_base_model(prof, base_model)
+        problem = question_error(question, prof)
+        if problem:
+            raise ValueError(problem)
+        if samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {samples}")
+        if samples > 1 and prof.eval_sampling.temperature == 0:
+            raise ValueError(
+                f"{prof.name} samples greedily (temperature 0): its {samples} samples would be identical; "
+                "use --samples 1"
+            )
+        path = None if model == "base" else model or trained_model_path(prof)
+        if path is not None:
+            check_weights_arg(path)
+        prof = prompt_for(prof, path, prompt)
+        if prof.backend == "openai" and not base_url:
+            raise ValueError("--backend openai needs --base-url http://HOST:PORT/v1")
+        if prof.backend != "openai":  # a server holds its own weights
+            check_hub_models(prof, path, {"base": "--base-model", "trained": "--model"})
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False, stderr=False)
+    console.print(f"[dim]model: {describe_weights(prof, path)} | backend: {prof.backend}[/dim]")
+    try:
+        with console.status(f"loading the {prof.name} model ..."):
+            backend = make_backend(prof, model_path=path, **({"base_url": base_url} if base_url else {}))
+    except RuntimeError as exc:  # e.g. --backend vllm without vLLM installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sampling = prof.eval_sampling
+    trajs = run_agent(backend, [question], prof, samples=samples, tool=tool, sampling=sampling, seed=seed)
+    for k, traj in enumerate(trajs):
+        console.rule(f"sample {k + 1}/{len(trajs)}")
+        print_trace(traj, prof, console)
+    backend.close()
+    failed = [t for t in trajs if t.finish_reason == "error"]
+    if len(failed) == len(trajs):  # nothing was generated: say why instead of answering "none"
+        print(f"error: {failed[0].error}", file=sys.stderr)
+        print("answer: none", flush=True)
+        return 1
+    answer, votes = majority_vote([t.answer for t in trajs])
+    if samples > 1:
+        console.print(f"[dim]majority: {votes}/{len(trajs)} samples[/dim]")
+    print(f"answer: {answer if answer is not None else 'none'}", flush=True)
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+
+    return grade_main(sys.stdin, sys.stdout)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .grpo import train_main
 
     return train_main(
         profile=args.profile,
@@ -66,7 +155,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import eval_main
 
     return eval_main(
         profile=args.profile,
@@ -85,7 +173,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .plots import figures_main
 
     root = args.results_root or str(work_root())
     figures = args.figures_dir or str(work_root() / args.profile / "figures")
@@ -93,25 +180,17 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import conditions
 
     save = not args.no_save
     cond = conditions()  # stored with the result: the load before the run, not the one the run causes
     if args.what == "sandbox":
-        from .bench.sandbox import bench_main
-
-        return bench_main(repeats=args.repeats, save=save, cond=cond)
+        return bench_sandbox_main(repeats=args.repeats, save=save, cond=cond)
     if args.what == "grading":
-        from .bench.grading import bench_main
-
-        return bench_main(n=args.n or 8000, suite=args.suite, save=save, cond=cond)
+        return bench_grading_main(n=args.n or 8000, suite=args.suite, save=save, cond=cond)
     if args.what == "space":
-        from .bench.space import bench_main
+        return bench_space_main(save=save, cond=cond)
 
-        return bench_main(save=save, cond=cond)
-    from .bench.rollouts import bench_main
-
-    return bench_main(
+    return bench_rollouts_main(
         profile=args.profile,
         n=args.n or 256,
         backend=args.backend,
@@ -125,15 +204,381 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import report_main
 
     return report_main(check=args.check)
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import main
 
-    return main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
+    return pipeline_main(profile=args.profile, only=args.only, params_file=args.params, publish=args.publish)
+
+
+# ------------------------------------------------------------------ the commands' bodies: validate, run, print
+
+
+def _gradable(value: Any) -> bool:
+    """A string, or a finite JSON number (not a boolean, which JSON keeps apart from numbers)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_text(value: str | int | float) -> str:
+    """The answer text of a gold or prediction: strings as they are, numbers as JSON writes them."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def grade_main(inp: TextIO, out: TextIO) -> int:
+    """`deepmath grade`: read JSONL rows ``{"gold": str | number, "pred": str | number}`` from ``inp``, write each
+    row back (values as given) with ``"equal": bool``. Numbers are graded as their JSON text (``2``, ``0.5``), as
+    JSONL datasets often store golds. A bad line (not JSON, not an object, a missing key, a value that is neither a
+    string nor a number) gives a row with ``"equal": false`` and ``"error"``, plus a message on stderr; processing
+    continues. Blank lines are skipped. Returns 1 if any line was bad, else 0."""
+    bad = 0
+    for lineno, line in enumerate(inp, start=1):
+        if not line.strip():
+            continue
+        row: dict[str, Any]
+        error: str | None = None
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            obj, error = None, f"line {lineno}: not valid JSON ({exc.msg})"
+        if error is None and not isinstance(obj, dict):
+            error = f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
+        row = dict(obj) if isinstance(obj, dict) else {}
+        if error is None:
+            missing = [k for k in ("gold", "pred") if k not in row]
+            if missing:
+                error = f"line {lineno}: missing key(s) {', '.join(missing)}"
+            else:
+                wrong = [k for k in ("gold", "pred") if not _gradable(row[k])]
+                if wrong:
+                    error = "; ".join(
+                        f"line {lineno}: {k!r} must be a string or a number, got {type(row[k]).__name__}"
+                        for k in wrong
+                    )
+        if error is None:
+            row["equal"] = is_equivalent(_as_text(row["gold"]), _as_text(row["pred"]))
+        else:
+            bad += 1
+            row["equal"] = False
+            row["error"] = error
+            print(f"deepmath grade: {error}", file=sys.stderr)
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
+    return 1 if bad else 0
+
+
+def exec_main(code: str, timeout: float = 5.0, as_json: bool = False) -> int:
+    """`deepmath exec`: run one snippet in a fresh Sandbox. Exit 0 even if the snippet fails (that is data)."""
+    try:
+        with Sandbox(timeout=timeout, max_output_chars=100_000) as sb:
+            res = sb.run(code)
+    except ValueError as e:  # bad settings
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001
+        print(f"sandbox failure: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(res.to_dict()))
+    else:
+        text = res.stdout
+        if res.error:
+            text += ("" if not text or text.endswith("\n") else "\n") + res.error
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def report_main(check: bool = False, readme: str | Path | None = None) -> int:
+    """Fill every block of README.md and docs/*.md (or of `readme` alone) from the stored results; with `check`,
+    exit 1 when a page differs and write nothing. Every block a source makes must appear on some page."""
+    paths = [Path(readme)] if readme else report.doc_files()
+    blocks = report.all_blocks()
+    try:
+        pages = {path: path.read_text() for path in paths}
+        new = {path: report.render(text, blocks) for path, text in pages.items()}
+        if readme is None:
+            shown = {m.group(1) for text in pages.values() for m in report.MARKER.finditer(text)}
+            missing = sorted(set(blocks) - shown)
+            if missing:
+                raise ValueError(f"blocks on no page: {', '.join(missing)}")
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+    ) as exc:  # a page or block missing, a results file missing or malformed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    changed = [path for path in paths if new[path] != pages[path]]
+    if check:
+        for path in changed:
+            print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
+        if changed:
+            return 1
+        print(f"{len(paths)} page(s) up to date")
+        return 0
+    for path in changed:
+        path.write_text(new[path])
+        print(f"{path}: rewritten")
+    print(f"{len(paths)} page(s), {len(changed)} rewritten")
+
+    figures = (Path(readme).parent if readme else REPO_ROOT) / "figures"
+    fig = plots.plot_profiles(None, figures)  # the profiles side by side, from the same stored results
+    if fig is not None:
+        print(f"{fig}: redrawn")
+    return 0
+
+
+def figures_main(
+    profile: str = DEFAULT_PROFILE, results_root: str | None = None, figures_dir: str | None = None
+) -> int:
+    """CLI entry (``deepmath figures``): draw what the results allow, print the saved files; 1 without a summary."""
+    try:
+        saved = plots.make_all_figures(profile, results_root, figures_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"figures: {len(saved)} file(s) saved")
+    for path in saved:
+        print(f"  {path}")
+    return 0
+
+
+def train_main(
+    profile: str = DEFAULT_PROFILE,
+    steps: int | None = None,
+    output_dir: str | None = None,
+    resume: bool = False,
+    vllm_mode: str | None = None,
+    heldout: int | None = None,
+    results_root: str | None = None,
+    train_problems: int | None = None,
+    report_to: str = "none",
+    prompt: str | None = None,
+    original_repo: str | None = None,
+    base_model: str | None = None,
+) -> int:
+    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
+    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`).
+    `base_model`: a folder or hub id replacing the profile's base model (GRPO's start)."""
+    for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
+        if value is not None and value <= 0:
+            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
+            return 2
+    try:  # the prompt's files (an unknown prompt, unreadable files) and hub models, before any model loads
+        prof = get_profile(
+            profile,
+            vllm_mode=vllm_mode,
+            train_problems=train_problems,
+            prompt=prompt,
+            original_repo=original_repo,
+        )
+        prof = with_base_model(prof, base_model)
+        check_prompt(prof)
+        check_hub_models(prof, None, {"base": "--base-model"})
+    except (PromptUnavailable, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = grpo.train(
+            prof,
+            steps=steps,
+            output_dir=output_dir,
+            resume=resume,
+            heldout=heldout,
+            results_root=results_root,
+            report_to=report_to,
+        )
+    except grpo.ReportToUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not summary.get("main", True):
+        return 0
+    keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
+    print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
+    return 0 if not math.isnan(summary["accuracy_after"]) else 1
+
+
+def eval_main(
+    profile: str = DEFAULT_PROFILE,
+    datasets: list[str] | None = None,
+    configs: list[str] | None = None,
+    samples: int | None = None,
+    n_problems: int | None = None,
+    trained_model: str | None = None,
+    results_root: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    prompt: str | None = None,
+    original_repo: str | None = None,
+    base_model: str | None = None,
+) -> int:
+    """`deepmath eval`: prints the summary table; errors name what was wrong. `base_model`: a folder or hub id
+    replacing the profile's base model."""
+
+    try:
+        prof = get_profile(profile, backend=backend, original_repo=original_repo)
+        prof = with_base_model(prof, base_model)
+        kwargs = {"base_url": base_url} if base_url else None
+        summary, _ = evaluate.evaluate(
+            prof,
+            datasets,
+            configs,
+            samples,
+            n_problems,
+            trained_model,
+            results_root,
+            backend_kwargs=kwargs,
+            prompt=prompt,
+        )
+    except (FileNotFoundError, ValueError, DatasetError, evaluate.GenerationFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cols = [
+        "dataset",
+        "config",
+        "k",
+        "maj_at_k",
+        "maj_ci_low",
+        "maj_ci_high",
+        "mean_at_k",
+        "mean_len_model_tokens",
+    ]
+    print(summary[cols].round(3).to_string(index=False))
+    return 0
+
+
+def bench_rollouts_main(
+    profile: str = DEFAULT_PROFILE,
+    n: int = 256,
+    backend: str | None = None,
+    save: bool = True,
+    slots: int = 64,
+    seq_n: int = 32,
+    repeats: int = 3,
+    in_flight: int | None = None,
+    cond: dict | None = None,
+) -> int:
+    in_flight = in_flight or 2 * slots
+    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
+        print(
+            "error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 and --in-flight >= --slots "
+            f"(got {n}, {slots}, {seq_n}, {repeats}, {in_flight})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        res = bench_rollouts.measure(
+            profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats, in_flight=in_flight
+        )
+    except (
+        ValueError,
+        RuntimeError,
+    ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'mode':<14}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
+    for mode in ("concurrent", "presandboxed", "sequential"):
+        print(
+            f"{mode:<14}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
+            f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
+        )
+    print(
+        f"{'raw':<14}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
+    )
+    print(
+        f"{'raw':<14}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
+    )
+    print(
+        f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
+        f"   raw batched vs one row: {res['raw_speedup']}x   sandbox share: {res['sandbox_share']}"
+    )
+    if save:
+        name = f"rollouts_{res['profile']}_{res['backend']}"
+        print(f"saved {bench_save(name, res, cond=cond)}")
+    print(json.dumps(res))
+    return 0
+
+
+def bench_space_main(save: bool = True, cond: dict | None = None) -> int:
+    try:
+        res = bench_space.measure()
+    except (RuntimeError, ImportError) as exc:  # e.g. the space extra (gradio_client) not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"page up (HTTP 200) after {res['startup_s']} s; smol's GGUF converted in {res['gguf_convert_s']} s"
+    )
+    print(
+        f"load: {res['requests']} requests in {res['seconds']} s, {res['normal_answered']}/{res['normal']} problems "
+        f"answered, {res['hostile_bounded']}/{res['hostile']} snippets ended in an error or a timeout; app RSS "
+        f"{res['rss_mb_before']} MB before, {res['rss_mb_peak']} MB peak, {res['rss_mb_after']} MB after"
+    )
+    if save:
+        print(f"saved {bench_save('space', res, cond=cond)}")
+    print(json.dumps(res))
+    return 0
+
+
+def bench_sandbox_main(repeats: int = 30, save: bool = True, cond: dict | None = None) -> int:
+    if repeats < 1:
+        print(f"error: --repeats must be at least 1, got {repeats}", file=sys.stderr)
+        return 2
+    res = bench_sandbox.measure(repeats=repeats)
+    print(bench_sandbox.format_table(res))
+    if save:
+        print(f"saved {bench_save('sandbox', res, cond=cond)}")
+    print(json.dumps(res))
+    return 0
+
+
+def bench_grading_main(
+    n: int = 8000, suite: bool = False, save: bool = True, cond: dict | None = None
+) -> int:
+    """`deepmath bench grading`: the timing runs in a fresh interpreter, so caches start cold."""
+    if n < 1:
+        print(f"error: --n must be at least 1, got {n}", file=sys.stderr)
+        return 2
+    code = f"import json; from deepmath_lib.bench.grading import measure; print(json.dumps(measure({n})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"error: the grading benchmark failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
+        return 1
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"graded {res['n']} answers in {res['seconds']} s ({res['rows_per_s']} per second)")
+    if suite:
+        res["suite"] = bench_grading.suite_agreement()
+        s = res["suite"]
+        print(
+            f"suite of {s['suite_n']} labelled cases: ours {s['ours']:.1%}, bare math-verify {s['bare_math_verify']:.1%}"
+        )
+    if save:
+        print(f"saved {bench_save('grading', res, cond=cond)}")
+    print(json.dumps(res))
+    return 0
+
+
+def pipeline_main(
+    profile: str, only: list[str] | None, params_file: str | None, publish: bool = False
+) -> int:
+    """`deepmath pipeline` (what `make demo` runs). A whole published run with the profile's own parameters also
+    stores its time per notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json`."""
+
+    times: dict[str, float] = {}
+    start, cond = time.time(), conditions()
+    try:
+        pipeline.run_pipeline(
+            profile=profile, only=only, params_file=params_file, publish=publish, times=times
+        )
+    except pipeline.PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if publish and only is None and params_file is None:
+        record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}
+        bench_save(f"demo_{profile}", record, cond=cond)
+    return 0
 
 
 # Upper bounds of the numeric options: generous for real runs, but a typo (an extra few zeros) is refused before
@@ -192,7 +637,6 @@ COMMAND_ORDER = ("exec", "solve", "train", "eval", "figures", "grade", "bench", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .profiles import DEFAULT_PROFILE, PROFILES
 
     parser = _Parser(
         prog="deepmath",
@@ -495,7 +939,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _checkout_only(args: argparse.Namespace) -> str | None:
     """Why a command that reads the checkout's own files (notebooks, README, tests, the Space) cannot run here."""
-    from .paths import checkout_only
 
     if args.command in ("report", "pipeline"):
         return checkout_only(f"`deepmath {args.command}`")

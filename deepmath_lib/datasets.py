@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .nano import generate_problems
+from .paths import PACKAGE_DATA
+
 PROBLEM_FIELDS = ("problem", "question")
 ANSWER_FIELDS = ("answer", "expected_answer", "gold")
 ID_FIELDS = ("id", "unique_id", "problem_idx")
@@ -132,8 +135,6 @@ def load_problems(name_or_path: str, n: int | None = None, split: str | None = N
         if name in GENERATORS:
             rows, label = GENERATORS[name](n, split or DATASETS[name].split), DATASETS[name].label
         elif DATASETS[name].local:
-            from .paths import PACKAGE_DATA
-
             rows, label = _read_local(PACKAGE_DATA / DATASETS[name].local, None), DATASETS[name].label
         else:
             rows, label = _load_hub(DATASETS[name], split), DATASETS[name].label
@@ -237,7 +238,6 @@ def _answer_text(value: Any) -> str:
 
 
 def _load_nano(n: int | None, split: str = "eval") -> list[dict]:
-    from deepmath_lib.nano import generate_problems  # lazy: only needed for the nano profile
 
     return list(generate_problems(n or 200, split=split))
 

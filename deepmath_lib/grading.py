@@ -1,4 +1,4 @@
-"""Answer grading with math-verify: answer extraction, equivalence, majority vote, and `deepmath grade`.
+"""Answer grading with math-verify: answer extraction, equivalence, majority vote.
 
 One extraction rule serves `deepmath grade`, the evaluation and the GRPO accuracy reward (:func:`extract_answer`):
 the boxes a text ends with, all of them together when there are several; without a box, math-verify's own LaTeX
@@ -23,16 +23,13 @@ math-verify's own timeouts use ``signal.alarm``, which only works in the main th
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 MAX_ANSWER_CHARS = 400
 """Longer answers are compared as strings only (bounds parse time off the main thread)."""
@@ -566,112 +563,3 @@ def majority_vote(preds: list[str | None]) -> tuple[str | None, int]:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-
-
-def _gradable(value: Any) -> bool:
-    """A string, or a finite JSON number (not a boolean, which JSON keeps apart from numbers)."""
-    if isinstance(value, str):
-        return True
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _as_text(value: str | int | float) -> str:
-    """The answer text of a gold or prediction: strings as they are, numbers as JSON writes them."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def grade_stream(inp: TextIO, out: TextIO) -> int:
-    """`deepmath grade`: read JSONL rows ``{"gold": str | number, "pred": str | number}`` from ``inp``, write each
-    row back (values as given) with ``"equal": bool``. Numbers are graded as their JSON text (``2``, ``0.5``), as
-    JSONL datasets often store golds. A bad line (not JSON, not an object, a missing key, a value that is neither a
-    string nor a number) gives a row with ``"equal": false`` and ``"error"``, plus a message on stderr; processing
-    continues. Blank lines are skipped. Returns 1 if any line was bad, else 0."""
-    bad = 0
-    for lineno, line in enumerate(inp, start=1):
-        if not line.strip():
-            continue
-        row: dict[str, Any]
-        error: str | None = None
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            obj, error = None, f"line {lineno}: not valid JSON ({exc.msg})"
-        if error is None and not isinstance(obj, dict):
-            error = f"line {lineno}: expected a JSON object, got {type(obj).__name__}"
-        row = dict(obj) if isinstance(obj, dict) else {}
-        if error is None:
-            missing = [k for k in ("gold", "pred") if k not in row]
-            if missing:
-                error = f"line {lineno}: missing key(s) {', '.join(missing)}"
-            else:
-                wrong = [k for k in ("gold", "pred") if not _gradable(row[k])]
-                if wrong:
-                    error = "; ".join(
-                        f"line {lineno}: {k!r} must be a string or a number, got {type(row[k]).__name__}"
-                        for k in wrong
-                    )
-        if error is None:
-            row["equal"] = is_equivalent(_as_text(row["gold"]), _as_text(row["pred"]))
-        else:
-            bad += 1
-            row["equal"] = False
-            row["error"] = error
-            print(f"deepmath grade: {error}", file=sys.stderr)
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    out.flush()
-    return 1 if bad else 0
-
-
-# ----------------------------------------------------------------------------------------------- regrading
-
-
-def regrade_samples(results_root: str | Path | None = None, profile: str = "nano") -> dict[str, int]:
-    """Regrade the stored eval samples of a profile in place with the current grader.
-
-    For every ``<results_root>/<profile>/samples/*.jsonl`` row: ``pred`` is re-extracted from the model's own prose
-    in ``text`` (code and executor output removed, as the agent does), ``correct`` is recomputed (None when the gold
-    does not parse), and ``finish_reason`` moves between "answer" and "eos" to match. Files are rewritten
-    atomically; the ``.meta.json`` fingerprints stay as they are (grading is not part of them). Summaries are not
-    touched: rebuild them from the samples afterwards. Returns counts: files, rows, pred_changed,
-    correct_changed."""
-    from .agent import trace_parts
-    from .profiles import get_profile
-    from .results import atomic_write_text, profile_results_dir
-
-    prof = get_profile(profile)
-    counts = {"files": 0, "rows": 0, "pred_changed": 0, "correct_changed": 0}
-    for path in sorted((profile_results_dir(profile, results_root) / "samples").glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for row in rows:
-            parts = trace_parts(row.get("text") or "", prof)
-            prose = "".join(part for kind, part in parts if kind == "text")
-            pred = extract_answer(prose)
-            gold = str(row["gold"])
-            correct = is_equivalent(gold, pred) if gold_is_parseable(gold) else None
-            counts["pred_changed"] += pred != row.get("pred")
-            counts["correct_changed"] += correct != row.get("correct")
-            row["pred"], row["correct"] = pred, correct
-            if row.get("finish_reason") in ("eos", "answer"):
-                row["finish_reason"] = "answer" if pred is not None else "eos"
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        counts["files"] += 1
-        counts["rows"] += len(rows)
-    return counts
-
-
-def bare_math_verify(gold: str, pred: str) -> bool:
-    """The reference our extraction is measured against: math-verify's default `parse` and `verify`, gold wrapped
-    in `$…$`, timeouts off (as ours in the host process)."""
-    from math_verify import parse, verify
-
-    _mv()  # silences math-verify's "timeout disabled" warning
-    try:
-        return bool(
-            verify(
-                parse(f"${gold}$", parsing_timeout=None),
-                parse(pred, parsing_timeout=None),
-                timeout_seconds=None,
-            )
-        )
-    except Exception:
-        return False

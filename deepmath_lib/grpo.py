@@ -11,17 +11,35 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from .agent import prompt_ids_for, run_agent
-from .evaluate import engine_fingerprint
+from .backends import TransformersBackend, TRLVLLMBackend
+from .datasets import GENERATORS, load_problems, load_train_problems
+from .fingerprints import engine_fingerprint
+from .grading import gold_is_parseable
+from .metrics import bootstrap_ci, paired_diff
+from .models import load_model
 from .paths import runs_dir
-from .profiles import Profile, Sampling, get_profile
-from .prompts import PROMPT_RECORD, PromptUnavailable, check_prompt, prompt_record
-from .results import STEP_TIME_COLUMNS, TRAIN_METRICS_COLUMNS, atomic_write_json, profile_results_dir
+from .profiles import DEFAULT_PROFILE, Profile, Sampling, get_profile
+from .prompts import PROMPT_RECORD, prompt_record
+from .results import (
+    STEP_TIME_COLUMNS,
+    TRAIN_METRICS_COLUMNS,
+    atomic_write_json,
+    profile_results_dir,
+    read_records,
+    samples_path,
+)
+from .rewards import accuracy_reward, code_reward_for
+from .trace import trajectory_outcomes
+
+
+class ReportToUnavailable(RuntimeError):
+    """`report_to` names a logger whose package is not installed."""
+
 
 # ---------------------------------------------------------------- temperature schedule
 
@@ -157,8 +175,6 @@ def _callbacks(profile: Profile, metrics_path: Path, clock: dict | None = None):
 def train_problems(profile: Profile, n: int | None = None, source: str | None = None) -> list[dict]:
     """Training problems `{id, problem, answer}` from `source` (default `profile.train_data`): deduplicated,
     shuffled with the profile's seed, unparseable golds reported and skipped."""
-    from .datasets import load_train_problems
-    from .grading import gold_is_parseable
 
     rows = load_train_problems(source or profile.train_data, n or profile.train_problems, seed=profile.seed)
     good, bad = [], []
@@ -174,7 +190,6 @@ def train_problems(profile: Profile, n: int | None = None, source: str | None = 
 
 def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
     """Held-out problems for the before/after check (disjoint from training)."""
-    from .datasets import GENERATORS, load_problems
 
     n = n or profile.heldout_problems
     split = "heldout" if profile.heldout_data in GENERATORS else None
@@ -187,7 +202,6 @@ def heldout_problems(profile: Profile, n: int | None = None) -> list[dict]:
 def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=None):
     """A TRL `rollout_func(prompts, trainer)` that runs the agent loop on the policy being trained
     (`backend` overrides the policy's own backend, for tests)."""
-    from .backends import TransformersBackend, TRLVLLMBackend
 
     state: dict[str, Any] = {} if backend is None else {"backend": backend}
 
@@ -403,8 +417,6 @@ def build_trainer(
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from .rewards import accuracy_reward, code_reward_for
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.from_list([{"prompt": r["problem"], "answer": str(r["answer"])} for r in problems])
@@ -457,8 +469,6 @@ def agent_check(
 ) -> dict:
     """Code-use rate, accuracy and mean model tokens of the agent on `problems` (eval sampling), with 95% CIs.
     A generation that raised is not a result: the check stops with an error naming it."""
-    from .grading import is_equivalent
-    from .metrics import bootstrap_ci
 
     trajs = run_agent(
         backend,
@@ -475,14 +485,16 @@ def agent_check(
     outcomes = [
         {
             "problem_id": str(p.get("id", i)),
-            "gold": str(p["answer"]),
-            "pred": t.answer,
-            "correct": int(is_equivalent(str(p["answer"]), t.answer)),
-            "code_use": int(t.n_calls_ok > 0),
-            "model_tokens": t.model_tokens,
-            "total_tokens": t.total_tokens,
+            "gold": o["gold"],
+            "pred": o["pred"],
+            "correct": int(o["correct"]),
+            "code_use": int(o["calls_ok"] > 0),
+            "model_tokens": o["model_tokens"],
+            "total_tokens": o["total_tokens"],
         }
-        for i, (p, t) in enumerate(zip(problems, trajs, strict=True))
+        for i, (p, o) in enumerate(
+            zip(problems, trajectory_outcomes([p["answer"] for p in problems], trajs), strict=True)
+        )
     ]
     used = [float(o["code_use"]) for o in outcomes]
     correct = [float(o["correct"]) for o in outcomes]
@@ -508,7 +520,6 @@ def paired_check_fields(before: list[dict], after: list[dict], seed: int = 0) ->
     `problem_id`, `correct`, `code_use`, `model_tokens`): for accuracy and code use the difference after - before,
     its paired bootstrap 95% interval and the exact McNemar p (plus how many problems changed each way); for model
     tokens the difference of means, its interval and the sign-flip permutation p."""
-    from .metrics import paired_diff
 
     b = {o["problem_id"]: o for o in before}
     a = {o["problem_id"]: o for o in after}
@@ -570,7 +581,6 @@ def outcomes_from_samples(
 ) -> list[dict]:
     """Per-problem check outcomes from one evaluation samples file (one greedy sample per problem): for a profile
     whose before/after check is the same run as its evaluation's +Agent and DeepMath rows (smol)."""
-    from .results import read_records, samples_path
 
     path = samples_path(profile, dataset, config, results_root)
     rows = [r for r in read_records(path) if r["config"] == config and r["dataset"] == dataset]
@@ -603,9 +613,6 @@ def rerun_check(
     sampling, the profile's seed and check batch, the policy loaded as for training. `before_weights` None: the base
     model; `after_weights` None: the profile's released weights. Returns (before, after) as :func:`agent_check`."""
     import torch
-
-    from .backends import TransformersBackend
-    from .models import load_model
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     after_weights = after_weights or prof.released_weights
@@ -656,13 +663,12 @@ def add_paired_fields(
 
 
 def _load_policy(profile: Profile, device: str):
-    from .backends import load_model
 
     return load_model(profile, device=device, training=True)
 
 
 def train(
-    profile: str | Profile = "nano",
+    profile: str | Profile = DEFAULT_PROFILE,
     steps: int | None = None,
     output_dir: str | Path | None = None,
     resume: bool = False,
@@ -678,8 +684,6 @@ def train(
     import shutil
 
     import torch
-
-    from .backends import TransformersBackend, TRLVLLMBackend
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     steps = steps or prof.train_steps
@@ -722,7 +726,7 @@ def train(
         import importlib.util
 
         if importlib.util.find_spec(report_to) is None:
-            raise RuntimeError(
+            raise ReportToUnavailable(
                 f"--report-to {report_to}: the package is not installed (`pip install {report_to}`)"
             )
     trainer = build_trainer(prof, model, tok, problems, out, steps, progress=progress, report_to=report_to)
@@ -806,64 +810,3 @@ def train(
     summary["after"] = after
     summary["log_history"] = trainer.state.log_history
     return summary
-
-
-def train_main(
-    profile: str = "nano",
-    steps: int | None = None,
-    output_dir: str | None = None,
-    resume: bool = False,
-    vllm_mode: str | None = None,
-    heldout: int | None = None,
-    results_root: str | None = None,
-    train_problems: int | None = None,
-    report_to: str = "none",
-    prompt: str | None = None,
-    original_repo: str | None = None,
-    base_model: str | None = None,
-) -> int:
-    """`deepmath train`: the same run as notebook 03; prints a JSON line with the before/after figures.
-    `report_to="trackio"` logs the training curves live to a local trackio project (`trackio show`).
-    `base_model`: a folder or hub id replacing the profile's base model (GRPO's start)."""
-    import sys
-
-    from .models import check_hub_models, with_base_model
-
-    for flag, value in (("--steps", steps), ("--heldout", heldout), ("--train-problems", train_problems)):
-        if value is not None and value <= 0:
-            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
-            return 2
-    try:  # the prompt's files (an unknown prompt, unreadable files) and hub models, before any model loads
-        prof = get_profile(
-            profile,
-            vllm_mode=vllm_mode,
-            train_problems=train_problems,
-            prompt=prompt,
-            original_repo=original_repo,
-        )
-        prof = with_base_model(prof, base_model)
-        check_prompt(prof)
-        check_hub_models(prof, None, {"base": "--base-model"})
-    except (PromptUnavailable, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        summary = train(
-            prof,
-            steps=steps,
-            output_dir=output_dir,
-            resume=resume,
-            heldout=heldout,
-            results_root=results_root,
-            report_to=report_to,
-        )
-    except RuntimeError as exc:
-        if "--report-to" not in str(exc):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not summary.get("main", True):
-        return 0
-    keys = ("steps", "code_use_rate_before", "code_use_rate_after", "accuracy_before", "accuracy_after")
-    print(json.dumps({k: summary[k] for k in keys} | {"model_dir": summary["model_dir"]}))
-    return 0 if not math.isnan(summary["accuracy_after"]) else 1

@@ -16,9 +16,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from .grading import is_equivalent, majority_vote
+from .lazy import LazyModule
 from .results import EVAL_SUMMARY_COLUMNS
+
+pd = LazyModule("pandas")  # imported on first use: see lazy.py
 
 SUMMARY_COLUMNS = list(EVAL_SUMMARY_COLUMNS)  # the contract columns of eval_summary.csv, in order
 EXTRA_COLUMNS = [
@@ -52,7 +55,6 @@ def maj_at_k(preds: list[str | None], gold: str, k: int | None = None) -> bool:
 
     Majority over equivalence classes; ties go to the class whose first member appears earliest; None
     predictions are ignored, and no answer at all counts as wrong."""
-    from .grading import is_equivalent, majority_vote
 
     sel = [None if _is_missing(p) else p for p in (preds if k is None else preds[:k])]
     rep, _ = majority_vote(sel)
@@ -107,7 +109,6 @@ def _graded(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 def _problem_majority_correct(group: pd.DataFrame) -> bool:
     """maj@k for one problem's (already truncated, sample-ordered) rows: the `correct` value of the majority
     representative, i.e. of the first member of the winning equivalence class."""
-    from .grading import majority_vote
 
     preds = [None if _is_missing(p) else p for p in group["pred"]] if "pred" in group else [None] * len(group)
     rep, _ = majority_vote(preds)

@@ -21,8 +21,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+from .nano import build_nano
 from .paths import cache_dir, runs_dir
-from .profiles import Profile
+from .profiles import SHIPPED_WEIGHTS, Profile
 
 
 def _find_gguf(package: str, filename: str) -> Path | None:
@@ -77,7 +78,6 @@ def gguf_path(profile: Profile) -> Path:
 
 def _builders() -> dict:
     """Models this repo builds itself, by the name a profile gives as `model`."""
-    from .nano import build_nano
 
     return {"nano": build_nano}
 
@@ -268,7 +268,6 @@ def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> 
 
 def describe_weights(profile: Profile, path: str | None) -> str:
     """Which weights a run uses, in words (printed by `solve` and the Space)."""
-    from .profiles import SHIPPED_WEIGHTS
 
     if path is None:
         return f"{profile.model} base model (untrained)"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -111,7 +110,7 @@ def publish_notebook(executed: str | Path, notebook: str | Path) -> int:
 
 
 def run_pipeline(
-    profile: str = "nano",
+    profile: str = DEFAULT_PROFILE,
     only: list[str] | None = None,
     params_file: str | Path | None = None,
     extra_params: dict | None = None,
@@ -175,23 +174,3 @@ def run_pipeline(
         done.append(out)
     print(f"pipeline: {len(done)} notebook(s) in {time.time() - total_start:.0f}s", flush=True)
     return done
-
-
-def main(profile: str, only: list[str] | None, params_file: str | None, publish: bool = False) -> int:
-    """`deepmath pipeline` (what `make demo` runs). A whole published run with the profile's own parameters also
-    stores its time per notebook, with the machine's conditions, as `data/results/bench/demo_<profile>.json`."""
-    from .bench import conditions
-
-    times: dict[str, float] = {}
-    start, cond = time.time(), conditions()
-    try:
-        run_pipeline(profile=profile, only=only, params_file=params_file, publish=publish, times=times)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if publish and only is None and params_file is None:
-        from .bench import save
-
-        record = {"profile": profile, "seconds": round(time.time() - start, 1), "notebooks": times}
-        save(f"demo_{profile}", record, cond=cond)
-    return 0

@@ -19,13 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from . import metrics
-from .agent import trace_parts
 from .bench import load as load_bench
 from .datasets import load_reference
-from .profiles import Profile, get_profile
+from .lazy import LazyModule
+from .paths import figures_dir as default_figures_dir
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .results import TRAIN_METRICS_COLUMNS, profile_results_dir, read_records
 from .tables import (
     config_label,
@@ -38,6 +37,9 @@ from .tables import (
     pick_example,
     records_frame,
 )
+from .trace import trace_parts
+
+pd = LazyModule("pandas")  # imported on first use: see lazy.py
 
 CONFIG_COLORS = {"baseline": "#8c8c8c", "agent": "#f28e2b", "grpo": "#4e79a7", "deepmath": "#59a14f"}
 DATASET_MARKERS = ("o", "s", "D", "^", "v", "P", "X")
@@ -775,7 +777,7 @@ def plot_comparisons(comparisons: pd.DataFrame, out_dir: str | Path) -> Path | N
 
 
 def make_all_figures(
-    profile: str = "nano",
+    profile: str = DEFAULT_PROFILE,
     results_root: str | Path | None = None,
     figures_dir: str | Path | None = None,
 ) -> list[Path]:
@@ -787,7 +789,6 @@ def make_all_figures(
     ``<results_root>/bench/sandbox.json`` (``deepmath bench sandbox``). Raises FileNotFoundError when there is no
     eval summary. A figure that fails is reported and skipped.
     """
-    from .paths import figures_dir as default_figures_dir
 
     prof = get_profile(profile)
     res = profile_results_dir(profile, results_root)
@@ -850,18 +851,3 @@ def make_all_figures(
         if path is not None:
             saved.append(path)
     return saved
-
-
-def figures_main(
-    profile: str = "nano", results_root: str | None = None, figures_dir: str | None = None
-) -> int:
-    """CLI entry (``deepmath figures``): draw what the results allow, print the saved files; 1 without a summary."""
-    try:
-        saved = make_all_figures(profile, results_root, figures_dir)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"figures: {len(saved)} file(s) saved")
-    for path in saved:
-        print(f"  {path}")
-    return 0

@@ -12,7 +12,16 @@ import re
 import sys
 from pathlib import Path
 
+from .bench import load
+from .bench.rollouts import GOALS as RGOALS
+from .bench.sandbox import GOALS
+from .datasets import dataset_label, load_reference
+from .evaluate import COMPARISONS_FILE
 from .paths import REPO_ROOT
+from .profiles import DEFAULT_PROFILE, get_profile
+from .prompts import ORIGINAL_COMMIT
+from .results import STEP_TIME_COLUMNS, profile_results_dir
+from .sandbox.redteam import layers_block
 from .tables import CONFIG_LABELS
 
 TEMPLATES_DIR = REPO_ROOT / "docs" / "templates"
@@ -44,13 +53,9 @@ def gpu_block(path: str | Path | None = None) -> str:
     )
 
 
-def results_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def results_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The eval table and the GRPO before/after line of a profile, from eval_summary.csv and train_summary.json."""
     import pandas as pd
-
-    from .datasets import dataset_label
-    from .profiles import DEFAULT_PROFILE, get_profile
-    from .results import STEP_TIME_COLUMNS, profile_results_dir
 
     root = profile_results_dir(profile, results_root)
     df = pd.read_csv(root / "eval_summary.csv")
@@ -129,9 +134,6 @@ def headline_block(results_root: str | Path | None = None) -> str:
     side (accuracy and mean model tokens; the original's counts executor tokens too)."""
     import pandas as pd
 
-    from .datasets import load_reference
-    from .results import profile_results_dir
-
     cols, cells = [], {c: [] for c in CONFIG_LABELS}
     for profile in ("nano", "smol"):
         df = pd.read_csv(profile_results_dir(profile, results_root) / "eval_summary.csv")
@@ -190,13 +192,10 @@ def _pair_label(a: str, b: str) -> str:
     return f"{CONFIG_LABELS.get(a, a)} vs {CONFIG_LABELS.get(b, b)}"
 
 
-def comparisons_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def comparisons_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The paired comparisons of a profile's evaluation (comparisons.csv, written by `deepmath eval`) and of GRPO's
     before/after check (the paired fields of train_summary.json)."""
     import pandas as pd
-
-    from .evaluate import COMPARISONS_FILE
-    from .results import profile_results_dir
 
     root = profile_results_dir(profile, results_root)
     df = pd.read_csv(root / COMPARISONS_FILE)
@@ -286,13 +285,10 @@ def _len_phrase(r, col: str, what: str) -> str:
     return f"no measurable difference in {what} ({fig})"
 
 
-def conclusion_block(profile: str = "nano", results_root: str | Path | None = None) -> str:
+def conclusion_block(profile: str = DEFAULT_PROFILE, results_root: str | Path | None = None) -> str:
     """The profile's conclusions, stated from the paired comparisons: a difference counts when its interval
     excludes 0 and its p (Holm-adjusted for accuracy) is below 0.05."""
     import pandas as pd
-
-    from .evaluate import COMPARISONS_FILE
-    from .results import profile_results_dir
 
     root = profile_results_dir(profile, results_root)
     df = pd.read_csv(root / COMPARISONS_FILE)
@@ -347,7 +343,6 @@ def conclusion_block(profile: str = "nano", results_root: str | Path | None = No
 
 def _stored(name: str, bench_dir: str | Path | None = None) -> dict | None:
     """A stored benchmark record, or None when that benchmark has not been run."""
-    from .bench import load
 
     try:
         return load(name, bench_dir)
@@ -382,8 +377,6 @@ def _ms(v: float) -> str:
 
 def bench_block(bench_dir: str | Path | None = None) -> str:
     """The benchmarks' figures, from the JSON each `deepmath bench ...` run stores under data/results/bench/."""
-    from .bench import load
-    from .bench.sandbox import GOALS
 
     sb = load("sandbox", bench_dir)
     lat = sb["latency_ms"]
@@ -431,7 +424,6 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
         )
         if "fraction_of_raw" not in r:  # stored before the raw figure existed
             continue
-        from .bench.rollouts import GOALS as RGOALS
 
         goal_x = goal_f = ""
         if name == "rollouts_nano_transformers":  # the goals were set on nano
@@ -497,7 +489,6 @@ def bench_block(bench_dir: str | Path | None = None) -> str:
 
 def grading_block(bench_dir: str | Path | None = None) -> str:
     """Our grader against bare math-verify on the labelled suite (`deepmath bench grading --suite`)."""
-    from .bench import load
 
     s = load("grading", bench_dir).get("suite")
     if not s:
@@ -509,7 +500,6 @@ def grading_block(bench_dir: str | Path | None = None) -> str:
 
 def sandbox_layers_block() -> str:
     """Which sandbox layer stops which red-team probe (stored by `python -m deepmath_lib.sandbox.redteam --layers`)."""
-    from .sandbox.redteam import layers_block
 
     return layers_block()
 
@@ -565,8 +555,6 @@ def fidelity_block(profile=None) -> str:
     """The fidelity table (`docs/templates/fidelity.md`): the original's settings (IntelLabs/DeepMath at 278bb58:
     `configs/training.yaml`, `deep_math/models.py`, `deep_math/rewards.py`, `example.sh`) and why each deviation is
     kept, beside the paper profile's own values, read from the profile (`profile` replaces it in tests)."""
-    from .profiles import get_profile
-    from .prompts import ORIGINAL_COMMIT
 
     p = profile or get_profile("paper")
     tr, ev = p.train_sampling, p.eval_sampling
@@ -681,44 +669,3 @@ def doc_files(root: str | Path | None = None) -> list[Path]:
     """README.md and docs/*.md, the pages `deepmath report` fills."""
     root = Path(root or REPO_ROOT)
     return [p for pattern in DOCS for p in sorted(root.glob(pattern))]
-
-
-def report_main(check: bool = False, readme: str | Path | None = None) -> int:
-    """Fill every block of README.md and docs/*.md (or of `readme` alone) from the stored results; with `check`,
-    exit 1 when a page differs and write nothing. Every block a source makes must appear on some page."""
-    paths = [Path(readme)] if readme else doc_files()
-    blocks = all_blocks()
-    try:
-        pages = {path: path.read_text() for path in paths}
-        new = {path: render(text, blocks) for path, text in pages.items()}
-        if readme is None:
-            shown = {m.group(1) for text in pages.values() for m in MARKER.finditer(text)}
-            missing = sorted(set(blocks) - shown)
-            if missing:
-                raise ValueError(f"blocks on no page: {', '.join(missing)}")
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-    ) as exc:  # a page or block missing, a results file missing or malformed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    changed = [path for path in paths if new[path] != pages[path]]
-    if check:
-        for path in changed:
-            print(f"error: {path} differs from the stored results; run `deepmath report`", file=sys.stderr)
-        if changed:
-            return 1
-        print(f"{len(paths)} page(s) up to date")
-        return 0
-    for path in changed:
-        path.write_text(new[path])
-        print(f"{path}: rewritten")
-    print(f"{len(paths)} page(s), {len(changed)} rewritten")
-    from .plots import plot_profiles
-
-    figures = (Path(readme).parent if readme else REPO_ROOT) / "figures"
-    fig = plot_profiles(None, figures)  # the profiles side by side, from the same stored results
-    if fig is not None:
-        print(f"{fig}: redrawn")
-    return 0

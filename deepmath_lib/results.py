@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .paths import results_root as default_root
+
 try:  # POSIX advisory locks between processes; absent on Windows
     import fcntl
 except ImportError:  # pragma: no cover
@@ -280,7 +282,6 @@ def write_summary(df: Any, path: str | os.PathLike) -> Path:
 def profile_results_dir(profile: str, results_root: str | os.PathLike | None = None) -> Path:
     """``<results_root>/<profile>``, without creating it; the default root is ``paths.results_root()``
     (``data/results`` in a checkout, ``./runs/results`` from an installed wheel)."""
-    from .paths import results_root as default_root
 
     root = Path(results_root) if results_root is not None else default_root()
     return root / profile

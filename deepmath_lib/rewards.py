@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .grading import gold_is_parseable, is_equivalent
+
 CODE_REWARD_RULES = ("ran", "called")
 
 
 def accuracy_reward(completions: list[Any], answer: list[str], pred: list[str | None], **kwargs: Any) -> list:
     """1.0 when the trajectory's boxed answer is equivalent to the gold (math-verify), 0.0 otherwise, and None
     (skipped by TRL) when the gold answer cannot be parsed."""
-    from .grading import gold_is_parseable, is_equivalent
 
     out: list[float | None] = []
     for gold, p in zip(answer, pred, strict=True):

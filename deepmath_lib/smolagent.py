@@ -9,6 +9,7 @@ from .agent import _run_sync
 from .backends import Backend, Stop
 from .profiles import Profile, Sampling
 from .prompts import system_prompt
+from .sandbox import SmolagentsExecutor
 
 
 def backend_model(backend: Backend, sampling: Sampling, max_new_tokens: int = 256):
@@ -62,8 +63,6 @@ def backend_model(backend: Backend, sampling: Sampling, max_new_tokens: int = 25
 def make_code_agent(backend: Backend, profile: Profile, max_steps: int = 4, **kwargs: Any):
     """A smolagents `CodeAgent` whose code runs in our Sandbox (not smolagents' AST interpreter)."""
     import smolagents as sa
-
-    from .sandbox import SmolagentsExecutor
 
     executor = SmolagentsExecutor(timeout=profile.sandbox_timeout, memory_mb=profile.sandbox_memory_mb)
     return sa.CodeAgent(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pandas as pd
-
 from .datasets import dataset_label
+from .lazy import LazyModule
+
+pd = LazyModule("pandas")  # imported on first use: see lazy.py
 
 CONFIG_ORDER: tuple[str, ...] = ("baseline", "agent", "grpo", "deepmath")
 CONFIG_LABELS = {"baseline": "Baseline", "agent": "+Agent", "grpo": "+GRPO", "deepmath": "DeepMath"}

@@ -83,11 +83,12 @@ backend = None
 import pandas as pd
 from IPython.display import HTML, display
 
-from deepmath_lib.agent import env_mask_html, run_agent, trace_html
+from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import make_backend
 from deepmath_lib.evaluate import tool_vs_no_tool
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.prompts import build_messages
+from deepmath_lib.render import env_mask_html, trace_html
 
 prof = get_profile(profile, quick=quick, backend=backend)
 backend = make_backend(prof)

@@ -120,11 +120,12 @@ print(
 # model. Generation uses transformers at every scale here, so this part needs no vLLM.
 
 # %%
-from deepmath_lib.agent import env_mask_html, prompt_ids_for, run_agent, trace_html
+from deepmath_lib.agent import prompt_ids_for, run_agent
 from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.grpo import build_trainer, scheduled_temperature, train_problems
 from deepmath_lib.models import load_model
 from deepmath_lib.profiles import Sampling
+from deepmath_lib.render import env_mask_html, trace_html
 from deepmath_lib.rewards import accuracy_reward, code_reward
 
 # one group per optimizer step; no warmup (over a single step it would hold the learning rate at 0)

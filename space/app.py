@@ -34,9 +34,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 
 import gradio as gr  # noqa: E402
 
-from deepmath_lib.agent import default_sandbox_factory, prompt_ids_for, run_trajectory, trace_parts  # noqa: E402
+from deepmath_lib.agent import default_sandbox_factory, prompt_ids_for, run_trajectory  # noqa: E402
 from deepmath_lib.backends import make_backend  # noqa: E402
-from deepmath_lib.grading import box_spans, final_boxes  # noqa: E402
+from deepmath_lib.grading import final_boxes  # noqa: E402
 from deepmath_lib.models import describe_weights, trained_model_path  # noqa: E402
 from deepmath_lib.nano import generate_problems  # noqa: E402
 from deepmath_lib.nano.problems import KINDS  # noqa: E402
@@ -44,6 +44,7 @@ from deepmath_lib.paths import REPO_ROOT  # noqa: E402
 from deepmath_lib.profiles import SHIPPED_WEIGHTS, Sampling, get_profile  # noqa: E402
 from deepmath_lib.prompts import EXAMPLES as SOLVED_EXAMPLES  # noqa: E402
 from deepmath_lib.sandbox import Sandbox, truncate  # noqa: E402
+from deepmath_lib.trace import box_spans, prose, trace_parts  # noqa: E402
 
 # ------------------------------------------------------------------ budgets (sized for 2 vCPU / 16 GB)
 SOLVE_CONCURRENCY = 4  # agent requests at once; they share one batched model call per round
@@ -321,8 +322,7 @@ def render_summary(traj, weights: str, choice: str, tool: bool) -> str:
     """Markdown: the answer (and whether the model boxed it or it was read from the text), the tool calls, how the
     trajectory ended, what the model was trained on, and which weights produced it."""
     profile = get_profile(MODEL_CHOICES[choice][0])
-    prose = "".join(part for kind, part in trace_parts(traj.text, profile) if kind == "text")
-    if traj.answer is not None and final_boxes(prose) is None:
+    if traj.answer is not None and final_boxes(prose(traj.text, profile)) is None:
         head = f"**Answer: {traj.answer}** (not boxed by the model: read from its text)"
     elif traj.answer is not None:
         head = f"**Answer: {traj.answer}**"

@@ -2,10 +2,11 @@
 
 import pytest
 
-from deepmath_lib.agent import Trajectory, extract_code, run_agent, run_trajectory, trace_parts
+from deepmath_lib.agent import Trajectory, run_agent, run_trajectory
 from deepmath_lib.backends import Backend, cut_at_stop
 from deepmath_lib.nano import build_tokenizer
 from deepmath_lib.profiles import Sampling, get_profile
+from deepmath_lib.trace import extract_code, trace_parts
 
 PROFILE = get_profile("nano")
 EOS = "<|im_end|>"
@@ -142,7 +143,7 @@ def test_trace_parts_in_both_call_formats():
 
 
 def test_env_mask_html_colours_each_token_by_its_mask(tok):
-    from deepmath_lib.agent import env_mask_html
+    from deepmath_lib.render import env_mask_html
 
     model_ids = tok.encode("<tool_call>\nprint(1<2)\n</tool_call>", add_special_tokens=False)
     block_ids = tok.encode(PROFILE.output_template.format(output="True"), add_special_tokens=False)

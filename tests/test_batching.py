@@ -231,7 +231,7 @@ def test_a_failing_forward_fails_its_requests_and_the_engine_recovers(nano):
 def test_bench_rollouts_reports_raw_concurrent_and_sequential(capsys):
     import json
 
-    from deepmath_lib.bench.rollouts import bench_main
+    from deepmath_lib.cli import bench_rollouts_main as bench_main
 
     assert bench_main("nano", n=8, slots=4, seq_n=2, repeats=1, save=False, in_flight=6) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -318,10 +318,10 @@ class _RefusingServer:
 def test_solve_through_a_server_that_lacks_the_model_names_it_and_what_to_do(capsys):
     """A server that does not serve the model asked for (e.g. a local GRPO adapter it was not started with): solve
     stops with the server's own message and the two ways out, instead of a bare HTTP error or `answer: none`."""
-    from deepmath_lib.agent import solve_main
+    from deepmath_lib.cli import solve
 
     with _RefusingServer() as server:
-        rc = solve_main("What is 2+3?", profile="nano", backend="openai", base_url=server.url, model="base")
+        rc = solve("What is 2+3?", profile="nano", backend="openai", base_url=server.url, model="base")
     out = capsys.readouterr()
     assert rc == 1
     assert out.out.strip().splitlines()[-1] == "answer: none"
@@ -332,12 +332,12 @@ def test_solve_through_a_server_that_lacks_the_model_names_it_and_what_to_do(cap
 def test_solve_with_no_server_says_it_cannot_reach_it(capsys):
     import socket
 
-    from deepmath_lib.agent import solve_main
+    from deepmath_lib.cli import solve
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = solve_main(
+    rc = solve(
         "What is 2+3?", profile="nano", backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="base"
     )
     out = capsys.readouterr()

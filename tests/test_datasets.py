@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -123,9 +122,7 @@ def test_nano_uses_generator_lazily(monkeypatch):
             {"id": f"nano-{i}", "problem": f"{i}+1?", "answer": str(i + 1), "kind": "add"} for i in range(n)
         ]
 
-    monkeypatch.setitem(
-        sys.modules, "deepmath_lib.nano", types.SimpleNamespace(generate_problems=generate_problems)
-    )
+    monkeypatch.setattr(dsmod, "generate_problems", generate_problems)
     rows = load_problems("nano")
     assert calls == [(200, "eval")] and len(rows) == 200
     assert rows[0] == {"id": "nano-0", "problem": "0+1?", "answer": "1", "kind": "add"}

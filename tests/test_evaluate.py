@@ -2,7 +2,7 @@
 
 import json
 
-from deepmath_lib.evaluate import _check_fingerprint, model_fingerprint
+from deepmath_lib.fingerprints import _check_fingerprint, model_fingerprint
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.results import ResultStore, read_records
 
@@ -52,7 +52,7 @@ def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from()
     """Every committed samples file has its fingerprint, and it matches the weights this checkout would evaluate:
     the nano base model for the untrained configurations, the trained weights (shipped, or a local GRPO output)
     for the others."""
-    from deepmath_lib.evaluate import CONFIGS, sample_fingerprint
+    from deepmath_lib.fingerprints import CONFIGS, sample_fingerprint
     from deepmath_lib.models import trained_model_path
     from deepmath_lib.paths import REPO_ROOT
 
@@ -69,7 +69,7 @@ def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from()
 def test_fingerprint_tracks_the_prompt_the_agent_limits_and_the_engine(monkeypatch):
     """Samples made with another prompt, other agent limits or another engine version are not resumed."""
     from deepmath_lib import batching, prompts
-    from deepmath_lib.evaluate import sample_fingerprint
+    from deepmath_lib.fingerprints import sample_fingerprint
 
     prof = get_profile("nano")
     base = sample_fingerprint(prof, "agent", "w")

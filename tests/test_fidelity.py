@@ -224,7 +224,7 @@ def test_a_grpo_output_is_evaluated_with_the_prompt_it_trained_with(tmp_path):
 def test_a_grpo_run_records_its_prompt_beside_its_weights(tmp_path):
     """One nano GRPO step with the fixture's prompt: the run's folder and its final weights carry the record, so
     evaluating them uses that prompt although nano's own is ours; the record leaves the weights' fingerprint alone."""
-    from deepmath_lib.evaluate import model_fingerprint
+    from deepmath_lib.fingerprints import model_fingerprint
     from deepmath_lib.grpo import train
 
     prof = get_profile(
@@ -255,7 +255,7 @@ def test_a_grpo_run_records_its_prompt_beside_its_weights(tmp_path):
 def test_our_prompt_keeps_every_committed_fingerprint():
     """nano's and smol's committed samples stay valid: the agent fingerprint of our prompt is what it was, and their
     meta files name no prompt (the full nano check is tests/test_evaluate.py)."""
-    from deepmath_lib.evaluate import agent_fingerprint
+    from deepmath_lib.fingerprints import agent_fingerprint
 
     for name in ("nano", "smol"):
         metas = sorted((REPO_ROOT / "data" / "results" / name / "samples").glob("*.meta.json"))

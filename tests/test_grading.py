@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from deepmath_lib.cli import grade_main
 from deepmath_lib.grading import (
     extract_answer,
     extract_boxed,
     gold_is_parseable,
-    grade_stream,
     is_equivalent,
     majority_vote,
 )
@@ -244,7 +244,7 @@ def test_majority_ignores_none_and_unanswered():
     assert majority_vote([]) == (None, 0)
 
 
-# ----------------------------------------------------------------------------------------------- grade_stream
+# ----------------------------------------------------------------------------------------------- deepmath grade
 
 
 def test_grade_stream_good_rows():
@@ -254,7 +254,7 @@ def test_grade_stream_good_rows():
     ]
     inp = io.StringIO("".join(json.dumps(r) + "\n" for r in rows) + "\n")
     out = io.StringIO()
-    assert grade_stream(inp, out) == 0
+    assert grade_main(inp, out) == 0
     got = [json.loads(line) for line in out.getvalue().splitlines()]
     assert got == [{**rows[0], "equal": True}, {**rows[1], "equal": False}]
 
@@ -269,7 +269,7 @@ def test_grade_stream_bad_rows(capsys):
         json.dumps({"gold": "2", "pred": "\\boxed{2}"}),
     ]
     out = io.StringIO()
-    assert grade_stream(io.StringIO("\n".join(lines) + "\n"), out) == 1
+    assert grade_main(io.StringIO("\n".join(lines) + "\n"), out) == 1
     got = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(got) == 6
     assert [r["equal"] for r in got] == [True, False, False, False, False, True]
@@ -293,7 +293,7 @@ def test_grade_stream_grades_numeric_golds_and_preds():
         {"gold": -7, "pred": -7.0},
     ]
     out = io.StringIO()
-    assert grade_stream(io.StringIO("".join(json.dumps(r) + "\n" for r in rows)), out) == 0
+    assert grade_main(io.StringIO("".join(json.dumps(r) + "\n" for r in rows)), out) == 0
     got = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["equal"] for r in got] == [True, False, True, True, True]
     assert got[0]["gold"] == 2 and "error" not in got[0]

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from deepmath_lib import grading
-from deepmath_lib.agent import run_trajectory, trace_parts
+from deepmath_lib.agent import run_trajectory
 from deepmath_lib.backends import Backend, cut_at_stop
-from deepmath_lib.grading import extract_answer, is_equivalent, regrade_samples
+from deepmath_lib.bench.grading import bare_math_verify
+from deepmath_lib.grading import extract_answer, is_equivalent
 from deepmath_lib.profiles import Sampling, get_profile
+from deepmath_lib.regrade import regrade_samples
+from deepmath_lib.trace import prose_answer
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "tests" / "fixtures" / "grading_suite.jsonl"
@@ -27,9 +30,6 @@ PROFILE = get_profile("nano")
 
 def load_suite() -> list[dict]:
     return [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-bare_math_verify = grading.bare_math_verify
 
 
 def test_suite_covers_each_class_with_positives_and_negatives():
@@ -98,7 +98,7 @@ def test_math500_gold_answers_equal_their_reference_solutions():
 
 def agent_answer(text: str) -> str | None:
     """What the agent does at the end of a trajectory: the answer of the model's own prose only."""
-    return extract_answer("".join(part for kind, part in trace_parts(text, PROFILE) if kind == "text"))
+    return prose_answer(text, PROFILE)
 
 
 def test_executor_output_cannot_set_the_answer():

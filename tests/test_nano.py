@@ -14,6 +14,7 @@ import pytest
 
 from deepmath_lib import nano
 from deepmath_lib.agent import run_agent
+from deepmath_lib.nano.measure import measure, summarize_tool_use
 from deepmath_lib.nano.problems import _modpow_hand, _raw_problems
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.prompts import COT_SUFFIX, build_messages
@@ -193,13 +194,20 @@ def test_recipe_hash_covers_settings():
 def test_summarize_tool_use():
     problems = [{"answer": "6"}, {"answer": "6"}, {"answer": "1/2"}, {"answer": "7"}]
     call = SimpleNamespace()
+    ends = {
+        "n_calls_ok": 0,
+        "total_tokens": 0,
+        "finish_reason": "answer",
+    }  # read by trace.trajectory_outcomes
     trajs = [
-        SimpleNamespace(calls=[call], answer="6", model_tokens=10),
-        SimpleNamespace(calls=[call, call], answer="5", model_tokens=20),
-        SimpleNamespace(calls=[], answer="0.5", model_tokens=40),  # graded by math-verify, not by string
-        SimpleNamespace(calls=[], answer=None, model_tokens=60),
+        SimpleNamespace(calls=[call], answer="6", model_tokens=10, **ends),
+        SimpleNamespace(calls=[call, call], answer="5", model_tokens=20, **ends),
+        SimpleNamespace(
+            calls=[], answer="0.5", model_tokens=40, **ends
+        ),  # graded by math-verify, not by string
+        SimpleNamespace(calls=[], answer=None, model_tokens=60, **ends),
     ]
-    s = nano.summarize_tool_use(problems, trajs)
+    s = summarize_tool_use(problems, trajs)
     assert s == {
         "n": 4,
         "code_use_rate": 0.5,
@@ -210,7 +218,7 @@ def test_summarize_tool_use():
         "tool_mean_tokens": 15.0,
         "hand_mean_tokens": 50.0,
     }
-    assert nano.summarize_tool_use(problems[:1], trajs[:1])["hand_accuracy"] is None
+    assert summarize_tool_use(problems[:1], trajs[:1])["hand_accuracy"] is None
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +249,7 @@ def test_built_model_tool_path_more_accurate(backend):
     """The property GRPO relies on: calling the tool pays off (measured on 40 heldout problems)."""
     problems = nano.generate_problems(40, "heldout")
     sampling = replace(PROFILE.eval_sampling, temperature=0.6, top_k=20, max_model_tokens=200)
-    s = nano.measure(backend, PROFILE, problems, sampling=sampling, seed=1)
+    s = measure(backend, PROFILE, problems, sampling=sampling, seed=1)
     assert s["tool_n"] >= 3, s
     assert s["tool_accuracy"] > (s["hand_accuracy"] or 0.0) + 0.2, s
     assert math.isfinite(s["tool_mean_tokens"])

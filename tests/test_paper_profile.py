@@ -142,7 +142,7 @@ def test_trained_model_takes_a_path_or_a_hub_id(tmp_path):
 def test_eval_paper_before_any_training_gets_past_the_weights(tmp_path, capsys):
     """`deepmath eval --profile paper` with no local GRPO output uses the released adapter for grpo/deepmath: it
     fails only where the data is (offline here), not for want of a trained model."""
-    from deepmath_lib.evaluate import eval_main
+    from deepmath_lib.cli import eval_main
 
     rc = eval_main(profile="paper", datasets=[str(tmp_path / "missing.jsonl")], results_root=str(tmp_path))
     err = capsys.readouterr().err
@@ -295,7 +295,7 @@ def test_new_options_answer_bad_input_with_one_clear_error(argv, needle, capsys,
 
 
 def test_report_with_an_unknown_block_is_a_clear_error(tmp_path, capsys):
-    from deepmath_lib.report import report_main
+    from deepmath_lib.cli import report_main
 
     readme = tmp_path / "README.md"
     text = "# a page\n<!-- gpu_typo:start -->\nold\n<!-- gpu_typo:end -->\n"

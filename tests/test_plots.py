@@ -18,6 +18,7 @@ from test_tables import (
 )
 
 from deepmath_lib import plots
+from deepmath_lib.cli import figures_main
 from deepmath_lib.datasets import load_reference
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.results import ResultStore, samples_path, write_eval_summary
@@ -129,10 +130,10 @@ def test_curve_computed_from_records_via_metrics(results_root, tmp_path, monkeyp
 
 
 def test_figures_main(results_root, tmp_path, capsys):
-    assert plots.figures_main("nano", str(results_root), str(tmp_path / "f")) == 0
+    assert figures_main("nano", str(results_root), str(tmp_path / "f")) == 0
     out = capsys.readouterr().out
     assert f"{len(plots.FIGURE_FILES)} file(s) saved" in out and "accuracy.png" in out
-    assert plots.figures_main("nano", str(tmp_path / "empty"), str(tmp_path / "g")) == 1
+    assert figures_main("nano", str(tmp_path / "empty"), str(tmp_path / "g")) == 1
     assert "no eval summary" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
 

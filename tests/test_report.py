@@ -4,8 +4,9 @@ drifts."""
 import re
 import subprocess
 
+from deepmath_lib.cli import report_main
 from deepmath_lib.paths import REPO_ROOT
-from deepmath_lib.report import BLOCKS, MARKER, doc_files, experiment_blocks, report_main
+from deepmath_lib.report import BLOCKS, MARKER, doc_files, experiment_blocks
 
 
 def test_readme_and_docs_blocks_match_the_stored_results():

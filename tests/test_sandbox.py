@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from deepmath_lib.cli import exec_main
 from deepmath_lib.sandbox import (
     LAYERS,
     RunResult,
     Sandbox,
     SmolagentsExecutor,
     core,
-    exec_main,
     neutralize,
     parse_disable,
     start_zygote,

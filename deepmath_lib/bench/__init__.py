@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..paths import results_root
+from ..results import atomic_write_json
 
 
 def bench_dir() -> Path:
@@ -48,7 +49,6 @@ def conditions() -> dict:
 def save(name: str, result: dict, out_dir: str | Path | None = None, cond: dict | None = None) -> Path:
     """Store a benchmark's JSON with the conditions (`cond` when taken at the start, else now) as
     `<out_dir>/<name>.json`; returns the path."""
-    from ..results import atomic_write_json
 
     path = Path(out_dir or bench_dir()) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

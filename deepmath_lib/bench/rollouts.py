@@ -23,21 +23,23 @@ printed is JSON."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 
-from ..profiles import get_profile
+from ..agent import default_sandbox_factory, prompt_ids_for, run_agent
+from ..backends import TransformersBackend, load_model, make_backend
+from ..datasets import GENERATORS, load_problems
+from ..models import trained_model_path
+from ..profiles import DEFAULT_PROFILE, get_profile
+from ..prompts import EXAMPLES
+from ..sandbox import start_zygote
 
 GOALS = {"rollout_speedup": 10.0, "fraction_of_raw": 0.6}  # set for nano on a 2-core CPU
 
 
 def _problems(profile, n: int) -> list[str]:
-    from ..datasets import GENERATORS, load_problems
 
     if profile.eval_datasets[0] in GENERATORS:
         return [p["problem"] for p in load_problems(profile.eval_datasets[0], n=n)]
-    from ..prompts import EXAMPLES
 
     return [EXAMPLES[i % len(EXAMPLES)].problem for i in range(n)]
 
@@ -90,7 +92,6 @@ class _StartedSandboxes:
     the agent starts them), `close()` closes them all. Trajectories' own closes are left to `close()`."""
 
     def __init__(self, prof, count: int):
-        from ..agent import default_sandbox_factory
 
         make = default_sandbox_factory(prof)
         self._boxes = []
@@ -123,7 +124,7 @@ class _Kept:
 
 
 def measure(
-    profile_name: str = "nano",
+    profile_name: str = DEFAULT_PROFILE,
     n: int = 256,
     slots: int = 64,
     seq_n: int = 32,
@@ -134,9 +135,6 @@ def measure(
 ) -> dict:
     """Raw batched generation, `n` trajectories through `slots` batch rows (`in_flight` started at once), and `seq_n`
     one at a time (see the module)."""
-    from ..agent import prompt_ids_for, run_agent
-    from ..backends import TransformersBackend, load_model, make_backend
-    from ..models import trained_model_path
 
     prof = get_profile(profile_name, backend=backend)
     in_flight = in_flight or 2 * slots
@@ -157,7 +155,6 @@ def measure(
             return engine
 
     # warm-up: the sandbox zygote (started once per process), first forward passes
-    from ..sandbox import start_zygote
 
     start_zygote()
     run_agent(make(4), problems[:8], prof, sampling=sampling, seed=seed, concurrency=4)
@@ -257,57 +254,3 @@ def measure(
             1 - rows["concurrent"]["model_tokens_per_s"] / rows["presandboxed"]["model_tokens_per_s"], 3
         ),
     }
-
-
-def bench_main(
-    profile: str = "nano",
-    n: int = 256,
-    backend: str | None = None,
-    save: bool = True,
-    slots: int = 64,
-    seq_n: int = 32,
-    repeats: int = 3,
-    in_flight: int | None = None,
-    cond: dict | None = None,
-) -> int:
-    in_flight = in_flight or 2 * slots
-    if n < 2 or slots < 1 or seq_n < 1 or repeats < 1 or in_flight < slots:
-        print(
-            "error: need --n >= 2, --slots, --seq-n and --rollout-repeats >= 1 and --in-flight >= --slots "
-            f"(got {n}, {slots}, {seq_n}, {repeats}, {in_flight})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        res = measure(
-            profile, n, slots=slots, seq_n=seq_n, backend=backend, repeats=repeats, in_flight=in_flight
-        )
-    except (
-        ValueError,
-        RuntimeError,
-    ) as exc:  # e.g. --backend openai (no server to bench), vLLM not installed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{'mode':<14}{'trajectories':>13}{'seconds':>9}{'model tok':>11}{'tok/s':>9}{'calls':>7}")
-    for mode in ("concurrent", "presandboxed", "sequential"):
-        print(
-            f"{mode:<14}{res[f'{mode}_trajectories']:>13}{res[f'{mode}_seconds']:>9}{res[f'{mode}_model_tokens']:>11}"
-            f"{res[f'{mode}_model_tokens_per_s']:>9}{res[f'{mode}_calls']:>7}"
-        )
-    print(
-        f"{'raw':<14}{res['raw_rows']:>13} rows x {res['raw_new_tokens_per_row']} tokens{res['raw_model_tokens_per_s']:>12}"
-    )
-    print(
-        f"{'raw':<14}{1:>13} row  x {res['raw_one_row_new_tokens_per_row']} tokens{res['raw_one_row_model_tokens_per_s']:>12}"
-    )
-    print(
-        f"speedup (tokens/s, concurrent vs sequential): {res['speedup']}x   fraction of raw: {res['fraction_of_raw']}"
-        f"   raw batched vs one row: {res['raw_speedup']}x   sandbox share: {res['sandbox_share']}"
-    )
-    if save:
-        from . import save as store
-
-        name = f"rollouts_{res['profile']}_{res['backend']}"
-        print(f"saved {store(name, res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

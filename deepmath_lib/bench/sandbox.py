@@ -6,12 +6,13 @@ and a fresh `python -c` process per snippet. The last line printed is one JSON o
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
 import time
 import warnings
+
+from ..sandbox import Sandbox, start_zygote
 
 SNIPPETS = {
     "trivial": "x = 1 + 1",
@@ -35,7 +36,6 @@ def _median_ms(fn, repeats: int, warmup: int = 1) -> float:
 def measure(repeats: int = 30, slow_repeats: int = 3, quick: bool = False) -> dict:
     """Return {"latency_ms": {executor: {snippet: ms}}, "creation_ms": ms, ratios...}. `quick` (notebook 01 under
     nbval): 5 repeats and 1 of the slow executors instead of `repeats` and `slow_repeats`."""
-    from ..sandbox import Sandbox, start_zygote
 
     if quick:
         repeats, slow_repeats = 5, 1
@@ -119,17 +119,3 @@ def format_table(res: dict) -> str:
     lines.append(f"{'create_and_first_run_ms':<28} {res['create_and_first_run_ms']:>10.3f}")
     lines.append(f"{'sympy_speedup_vs_process':<28} {res['sympy_speedup_vs_process']:>10.1f}")
     return "\n".join(lines)
-
-
-def bench_main(repeats: int = 30, save: bool = True, cond: dict | None = None) -> int:
-    if repeats < 1:
-        print(f"error: --repeats must be at least 1, got {repeats}", file=sys.stderr)
-        return 2
-    res = measure(repeats=repeats)
-    print(format_table(res))
-    if save:
-        from . import save as store
-
-        print(f"saved {store('sandbox', res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

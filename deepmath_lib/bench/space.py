@@ -11,7 +11,6 @@ section renders it (`deepmath report`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -22,7 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..agent import run_agent
+from ..backends import make_backend
+from ..models import trained_model_path
+from ..nano import generate_problems
 from ..paths import REPO_ROOT
+from ..profiles import Sampling, get_profile
 
 # Placed in the app's environment, as a Space's tokens are; no response may ever contain it.
 FAKE_SECRET = "hf_FakeSpaceSecret4bW9tZXRoaW5nIHNlY3JldA"
@@ -134,11 +138,6 @@ def bounded(status: str) -> bool:
 def nano_solved(pool_size: int = 64) -> list[tuple[str, str]]:
     """(problem, answer) pairs that the nano weights the Space serves solve with a tool call under its greedy
     decoding. Found in-process with the library, so the load follows the weights when they are retrained."""
-    from ..agent import run_agent
-    from ..backends import make_backend
-    from ..models import trained_model_path
-    from ..nano import generate_problems
-    from ..profiles import Sampling, get_profile
 
     profile = get_profile("nano")
     backend = make_backend(profile, model_path=trained_model_path(profile))
@@ -263,25 +262,3 @@ def measure() -> dict:
         "gguf_convert_s": round(gguf_convert_seconds(), 1),
         **load,
     }
-
-
-def bench_main(save: bool = True, cond: dict | None = None) -> int:
-    try:
-        res = measure()
-    except (RuntimeError, ImportError) as exc:  # e.g. the space extra (gradio_client) not installed
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"page up (HTTP 200) after {res['startup_s']} s; smol's GGUF converted in {res['gguf_convert_s']} s"
-    )
-    print(
-        f"load: {res['requests']} requests in {res['seconds']} s, {res['normal_answered']}/{res['normal']} problems "
-        f"answered, {res['hostile_bounded']}/{res['hostile']} snippets ended in an error or a timeout; app RSS "
-        f"{res['rss_mb_before']} MB before, {res['rss_mb_peak']} MB peak, {res['rss_mb_after']} MB after"
-    )
-    if save:
-        from . import save as store
-
-        print(f"saved {store('space', res, cond=cond)}")
-    print(json.dumps(res))
-    return 0

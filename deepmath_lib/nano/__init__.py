@@ -2,15 +2,17 @@
 
 - `problems`: the synthetic problems and their tool / by-hand solution traces;
 - `tokenizer`: the character-level tokenizer with ChatML markers and tool tags;
-- `build`: the recipe, the warm-start SFT and the cache (`build_nano`, `load_nano`);
-- `measure`: code-use rate and accuracy with and without calls, in the project's agent loop.
+- `recipe`: every setting of the build (`RECIPE`);
+- `build`: the warm-start SFT and the cache (`build_nano`, `load_nano`);
+- `measure`: code-use rate and accuracy with and without calls, in the project's agent loop (import it as
+  `deepmath_lib.nano.measure`: it runs the agent loop, which loads models through this package).
 
 `python -m deepmath_lib.nano [--force] [--measure N]` builds the model and optionally measures it.
 """
 
-from .build import COMPLETE, RECIPE, RECIPE_VERSION, build_nano, load_nano, recipe_hash, sft_examples
-from .measure import measure, summarize_tool_use
+from .build import COMPLETE, build_nano, load_nano, recipe_hash, sft_examples
 from .problems import KINDS, SPLITS, generate_problems, hand_trace, hand_work, tool_snippet, tool_trace
+from .recipe import RECIPE, RECIPE_VERSION
 from .tokenizer import CHARSET, IM_END, IM_START, PAD, TOOL_CLOSE, TOOL_OPEN, UNK, build_tokenizer
 
 __all__ = [
@@ -32,10 +34,8 @@ __all__ = [
     "hand_trace",
     "hand_work",
     "load_nano",
-    "measure",
     "recipe_hash",
     "sft_examples",
-    "summarize_tool_use",
     "tool_snippet",
     "tool_trace",
 ]

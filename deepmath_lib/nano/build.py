@@ -2,7 +2,7 @@
 
 `build_nano` trains a freshly initialised `Qwen3ForCausalLM` (TRL `SFTTrainer`) on a mix of hand traces and tool
 traces (`problems.py`), so the model sometimes calls the tool (and is then usually right) and more often computes by
-hand (and often errs) -- the analogue of an untrained Qwen3. `RECIPE` holds every setting; its hash names the cache
+hand (and often errs) -- the analogue of an untrained Qwen3. `RECIPE` (`recipe.py`) holds every setting; its hash names the cache
 folder `<cache>/nano/<recipe-hash>/`, so the model is rebuilt only when the recipe changes. `load_nano` builds if
 needed, then loads.
 """
@@ -20,67 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..paths import cache_dir
+from ..profiles import SHIPPED_WEIGHTS, get_profile
+from ..prompts import build_messages
 from .problems import _raw_problems, hand_trace, tool_trace
+from .recipe import RECIPE, RECIPE_VERSION  # noqa: F401  (RECIPE_VERSION: re-exported by the package)
 from .tokenizer import build_tokenizer
-
-RECIPE_VERSION = 7
-
-# Everything that determines the built model; its hash names the cache directory.
-RECIPE: dict[str, Any] = {
-    "version": RECIPE_VERSION,
-    "seed": 0,
-    "tokenizer": {"number_digits": 3},
-    # products: a first factor of 2 to `mul_max_digits` digits times a 2-digit one, so answers
-    # span two number tokens and "What is 4821*37?" is in the distribution
-    "problems": {"mul_max_digits": 4},
-    "data": {
-        # many examples seen twice rather than few seen often: a model trained on fewer examples for as many steps
-        # memorises its products and copies the second token of a two-token answer worse on fresh problems
-        "n_examples": 40000,
-        "cot_fraction": 0.12,  # examples with the CoT prompt (always hand traces)
-        "tool_fraction": 0.28,  # of the agent-prompt examples: tool traces (the rest: hand traces)
-        # extra agent-prompt tool traces whose first token (the decision to call) is kept out of the loss: they
-        # teach the tool path (copy the operands, copy the output into the box) without raising the call rate
-        "extra_tool_fraction": 0.85,
-        "mask_output_block": True,  # the executor's output block is context, not a training target
-        "hand_opening_fraction": 0.25,  # hand traces opening with a sentence announcing the hand computation
-        "fixed_forms": True,  # one snippet form per kind and one closing sentence after the output block
-    },
-    "model": {
-        "hidden_size": 128,
-        "intermediate_size": 512,
-        "num_hidden_layers": 2,
-        # head size 32: the smallest vLLM's CPU attention accepts (32-512), so one tiny model serves every backend
-        "num_attention_heads": 4,
-        # one key/value head per query head: copying a three-digit number token from the output block into the box
-        # goes through the heads' value maps, and shared ones copy it less often (docs/nano.md)
-        "num_key_value_heads": 4,
-        "head_dim": 32,
-        "max_position_embeddings": 1024,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": True,
-    },
-    "train": {
-        "num_train_epochs": 2,
-        "per_device_train_batch_size": 16,
-        "learning_rate": 5e-3,
-        "adam_beta2": 0.98,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": 0.03,
-        "train_sampling_strategy": "group_by_length",
-        "weight_decay": 0.01,
-        "max_grad_norm": 1.0,
-        "max_length": 512,
-        "gradient_checkpointing": False,  # TRL turns it on by default: a waste on a model this small
-    },
-}
-
 
 # --------------------------------------------------------------------------------------------- SFT data
 
 
 def _prompt_text(problem: str, tool: bool, tokenizer, profile) -> str:
-    from ..prompts import build_messages
 
     messages = build_messages(problem, profile, tool=tool)
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -89,7 +39,6 @@ def _prompt_text(problem: str, tool: bool, tokenizer, profile) -> str:
 def sft_examples(recipe: dict | None = None, tokenizer=None) -> list[dict]:
     """Pre-tokenized SFT rows `input_ids, labels` (-100 on the prompt and, if set, the executor output block)
     plus `kind, mode` (cot | hand | tool) for inspection."""
-    from ..profiles import get_profile
 
     recipe = recipe or RECIPE
     tok = tokenizer or build_tokenizer()
@@ -141,14 +90,12 @@ def recipe_hash(recipe: dict | None = None) -> str:
 
 
 def _default_dir() -> Path:
-    from ..paths import cache_dir
 
     return cache_dir() / "nano" / recipe_hash()
 
 
 def shipped_dir() -> Path:
     """Where the package ships the nano base build (`deepmath_lib/weights/nano-base`)."""
-    from ..profiles import SHIPPED_WEIGHTS
 
     return SHIPPED_WEIGHTS / "nano-base"
 

@@ -14,6 +14,9 @@ import math
 import random
 from typing import Any
 
+from ..profiles import get_profile
+from .recipe import RECIPE
+
 KINDS: tuple[str, ...] = ("mul", "add", "modpow", "sumsq", "arith", "count", "linear")
 SPLITS: tuple[str, ...] = ("train", "heldout", "eval")
 
@@ -27,8 +30,6 @@ def _split_of(text: str) -> str:
 def _make_problem(kind: str, rng: random.Random) -> dict[str, Any]:
     """One problem of a kind: text, exact answer and the parameters the traces need."""
     if kind == "mul":
-        from .build import RECIPE
-
         digits = rng.randint(2, RECIPE["problems"]["mul_max_digits"])
         a, b = rng.randint(10 ** (digits - 1) + 1, 10**digits - 1), rng.randint(11, 99)
         return {"problem": f"What is {a}*{b}?", "answer": a * b, "p": (a, b)}
@@ -118,7 +119,6 @@ def _raw_problems(n: int, split: str, seed: int) -> list[dict]:
 
 def tool_snippet(raw: dict, rng: random.Random) -> str:
     """A short Python snippet that prints the problem's answer (one of a few variants per kind)."""
-    from .build import RECIPE
 
     kind, p = raw["kind"], raw["p"]
     if kind == "mul":
@@ -221,8 +221,6 @@ def hand_work(raw: dict) -> str:
 
 def tool_trace(raw: dict, rng: random.Random, profile: Any = None) -> tuple[str, str, str]:
     """(model text before the output block, the output block, model text after it) of a tool trace."""
-    from ..profiles import get_profile
-    from .build import RECIPE
 
     profile = profile or get_profile("nano")
     code = tool_snippet(raw, rng)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .recipe import RECIPE
+
 # Special tokens (Qwen3 spelling). `<tool_call>`/`</tool_call>` are added tokens that are not "special", as in
 # Qwen3: decoding with skip_special_tokens=True keeps them, and generation can stop on the close tag's id.
 IM_START, IM_END, PAD, UNK = "<|im_start|>", "<|im_end|>", "<|pad|>", "<|unk|>"
@@ -29,8 +31,6 @@ def build_tokenizer(
     then `<tool_call>` and `</tool_call>` (single added tokens)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from .build import RECIPE
 
     digits = RECIPE["tokenizer"]["number_digits"] if number_digits is None else number_digits
     specials = [PAD, UNK, IM_START, IM_END]

@@ -1,4 +1,4 @@
-"""Host side of the sandbox: `Sandbox`, `RunResult`, the zygote client, output neutralisation, `exec_main`."""
+"""Host side of the sandbox: `Sandbox`, `RunResult`, the zygote client, output neutralisation."""
 
 from __future__ import annotations
 
@@ -673,22 +673,3 @@ class Sandbox:
 
 
 # --------------------------------------------------------------------------- CLI entry
-def exec_main(code: str, timeout: float = 5.0, as_json: bool = False) -> int:
-    """`deepmath exec`: run one snippet in a fresh Sandbox. Exit 0 even if the snippet fails (that is data)."""
-    try:
-        with Sandbox(timeout=timeout, max_output_chars=100_000) as sb:
-            res = sb.run(code)
-    except ValueError as e:  # bad settings
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001
-        print(f"sandbox failure: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
-    if as_json:
-        print(json.dumps(res.to_dict()))
-    else:
-        text = res.stdout
-        if res.error:
-            text += ("" if not text or text.endswith("\n") else "\n") + res.error
-        print(text, end="" if text.endswith("\n") else "\n")
-    return 0

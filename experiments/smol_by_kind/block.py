@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from deepmath_lib.evaluate import engine_fingerprint
+from deepmath_lib.fingerprints import engine_fingerprint
 from deepmath_lib.profiles import get_profile
 from experiments.common import results_dir
 

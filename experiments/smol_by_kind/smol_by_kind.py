@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from deepmath_lib.backends import TransformersBackend
-from deepmath_lib.evaluate import engine_fingerprint
+from deepmath_lib.fingerprints import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.grpo import agent_check
 from deepmath_lib.models import load_model

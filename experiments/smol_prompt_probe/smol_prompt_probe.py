@@ -30,7 +30,7 @@ from pathlib import Path
 from deepmath_lib import prompts
 from deepmath_lib.agent import run_agent
 from deepmath_lib.backends import TransformersBackend
-from deepmath_lib.evaluate import engine_fingerprint
+from deepmath_lib.fingerprints import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.models import load_model
 from deepmath_lib.profiles import get_profile

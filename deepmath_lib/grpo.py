@@ -215,7 +215,8 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
                     model, trainer.processing_class, max_batch or len(prompts)
                 )
         backend = state["backend"]
-        if getattr(getattr(trainer, "vllm_generation", None), "mode", None) == "server":
+        server = getattr(getattr(trainer, "vllm_generation", None), "mode", None) == "server"
+        if server:
             # TRL pushes new weights to the server from the main rank just before it calls this function; the
             # other ranks return from sync_weights at once. No rank may generate until the update is over (TRL's
             # own generation waits in gather_object; ours goes through each rank's client).
@@ -239,6 +240,11 @@ def make_rollout_func(profile: Profile, max_batch: int | None = None, backend=No
         finally:
             if was_training:
                 model.train()
+        if server:
+            # ...and the main rank may not push the next weights until every rank has finished generating: a
+            # slow rank's last requests would otherwise meet the next update (the step's gradient all-reduce
+            # would hold the main rank too, but the ordering should not rest on what the trainer does next).
+            trainer.accelerator.wait_for_everyone()
         failed = [t for t in trajs if t.finish_reason == "error"]
         if failed:  # a broken engine must stop training, not train on empty episodes
             raise RuntimeError(f"{len(failed)} of {len(trajs)} rollouts failed; the first: {failed[0].error}")

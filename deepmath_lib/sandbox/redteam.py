@@ -13,7 +13,7 @@ runs only where that is refused.
 
 ``python -m deepmath_lib.sandbox.redteam [--quick] [--json]`` runs the suite; ``--layers`` runs it once per
 degraded mode (`MODES`) and prints the probe x mode table (``--write`` stores it in `LAYERS_JSON`, which
-`layers_block` renders for the README).
+`layers_block` renders for docs/sandbox.md).
 """
 
 from __future__ import annotations
@@ -941,7 +941,7 @@ def check_layers(table: dict) -> list[str]:
 
 
 def save_layers(table: dict, path: str | Path | None = None) -> Path:
-    """Store the table without run-specific details (what the README block is rendered from)."""
+    """Store the table without run-specific details (what the docs block is rendered from)."""
     path = Path(path or LAYERS_JSON)
     keep = {
         **table,
@@ -955,7 +955,7 @@ def save_layers(table: dict, path: str | Path | None = None) -> Path:
     return path
 
 
-_GUARD_NAMES = {  # in the order the README names them
+_GUARD_NAMES = {  # in the order docs/sandbox.md names them
     "seccomp": "seccomp",
     "landlock": "Landlock",
     "landlock_net": "Landlock TCP rules",
@@ -975,7 +975,7 @@ _ALWAYS = {"rlimits", "timeout", "checks"}
 
 
 def layers_block(path: str | Path | None = None) -> str:
-    """The README table (Markdown) of which layer stops which probe, from the stored `LAYERS_JSON`: one row per
+    """The docs/sandbox.md table (Markdown) of which layer stops which probe, from the stored `LAYERS_JSON`: one row per
     set of guards, one column per mode, cells = probes stopped / probes run."""
     t = json.loads(Path(path or LAYERS_JSON).read_text())
     modes = list(t["modes"])

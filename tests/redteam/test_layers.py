@@ -107,12 +107,13 @@ def test_stored_table_is_current(layers: dict) -> None:
     assert {n: {m: r["stopped"] for m, r in per.items()} for n, per in stored["results"].items()} == live
 
 
-def test_readme_block_is_rendered_from_the_stored_table() -> None:
+def test_docs_block_is_rendered_from_the_stored_table() -> None:
     block = layers_block()
     assert block.count("\n| ") >= 5 and all(m in block for m in MODES)
-    readme = (REPO_ROOT / "README.md").read_text()
-    found = re.search(r"<!-- sandbox_layers:start -->\n(.*?)\n<!-- sandbox_layers:end -->", readme, re.S)
-    assert found, "README lacks the sandbox_layers block"
+    page = (REPO_ROOT / "docs" / "sandbox.md").read_text()
+    found = re.search(r"<!-- sandbox_layers:start -->\n(.*?)\n<!-- sandbox_layers:end -->", page, re.S)
+    assert found, "docs/sandbox.md lacks the sandbox_layers block"
     assert found.group(1) == block, (
-        "README block is stale: python -m deepmath_lib.sandbox.redteam --layers --write"
+        "docs/sandbox.md's block is stale: python -m deepmath_lib.sandbox.redteam --layers --write, then "
+        "deepmath report"
     )

@@ -28,7 +28,6 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a server that may be offline
 
@@ -40,7 +39,6 @@ from deepmath_lib.grading import final_boxes  # noqa: E402
 from deepmath_lib.models import describe_weights, trained_model_path  # noqa: E402
 from deepmath_lib.nano import generate_problems  # noqa: E402
 from deepmath_lib.nano.problems import KINDS  # noqa: E402
-from deepmath_lib.paths import REPO_ROOT  # noqa: E402
 from deepmath_lib.profiles import SHIPPED_WEIGHTS, Sampling, get_profile  # noqa: E402
 from deepmath_lib.prompts import EXAMPLES as SOLVED_EXAMPLES  # noqa: E402
 from deepmath_lib.sandbox import Sandbox, truncate  # noqa: E402
@@ -71,19 +69,6 @@ SNIPPET_EXAMPLES = [
     "while True:\n    pass",
     "print(open('/etc/shadow').read())",
 ]
-
-
-def _writable_cache() -> None:
-    """Built models go to `<repo>/.cache`; installed from a wheel that is site-packages, which a Space's user may not
-    be allowed to write. Then use the home folder instead (unless DEEPMATH_CACHE says where)."""
-    default = REPO_ROOT / ".cache"
-    if "DEEPMATH_CACHE" not in os.environ and not os.access(
-        default if default.exists() else REPO_ROOT, os.W_OK
-    ):
-        os.environ["DEEPMATH_CACHE"] = str(Path.home() / ".cache" / "deepmath-nb")
-
-
-_writable_cache()
 
 
 # ------------------------------------------------------------------ the models on offer

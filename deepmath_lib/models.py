@@ -266,6 +266,27 @@ def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> 
     return profile.released_weights
 
 
+def finalize_adapter(folder: str | Path, base_name: str) -> None:
+    """A freshly saved LoRA adapter made fit to ship: its floating-point weights stored in bfloat16 (half the bytes;
+    a trained CPU policy is float32) and `base_model_name_or_path` set to `base_name` instead of the local folder it
+    was trained from (for smol, a path in this machine's cache). Loading merges it into the base model as before."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors = {k: t.to(torch.bfloat16) if t.is_floating_point() else t for k, t in tensors.items()}
+    save_file(tensors, str(weights), metadata=metadata)
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_name
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def describe_weights(profile: Profile, path: str | None) -> str:
     """Which weights a run uses, in words (printed by `solve` and the Space)."""
 

@@ -722,8 +722,21 @@ def train(
         )
         return res
 
+    def check_saved(weights: str | None, when: str) -> dict | None:
+        # Without vLLM: the weights as `deepmath eval` loads them (its dtype, bf16 on a CPU that computes it
+        # natively; an adapter merged from its saved file), so the check's outcomes are the +Agent and DeepMath
+        # rows' own. The policy being trained stays float32 on a CPU and its adapter is saved in bf16.
+        if not main:
+            return None
+        eval_model, eval_tok = load_model(prof, weights, device)
+        backend = TransformersBackend(eval_model, eval_tok, prof.check_batch)
+        try:
+            return check(backend, when)
+        finally:
+            backend.close()
+
     if not use_vllm:
-        before = check(TransformersBackend(model, tok, prof.check_batch), "before")
+        before = check_saved(None, "before")
     problems = train_problems(prof)
     if main and not resume and (out / "train_metrics.csv").exists():
         (out / "train_metrics.csv").unlink()
@@ -760,11 +773,7 @@ def train(
         trainer.vllm_generation.sync_weights()  # the last optimizer step's weights into the engine
         after = check(TRLVLLMBackend(trainer, max_batch=prof.check_batch), "after")
     else:
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        if hasattr(policy, "merge_and_unload"):  # LoRA: check the merged weights
-            policy = policy.merge_and_unload()
-        policy.eval()
-        after = check(TransformersBackend(policy, tok, prof.check_batch), "after")
+        after = check_saved(str(final), "after")
     if not main:
         return {
             "profile": prof.name,

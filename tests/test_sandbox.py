@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,20 @@ def test_model_text_is_neutralised() -> None:
     assert neutralize("plain 1 + 1") == "plain 1 + 1"
     r = RunResult(stdout="out\n", error="ValueError: ```x```")
     assert r.model_text().startswith("out\nValueError") and "```" not in r.model_text()
+
+
+def test_model_text_masks_object_addresses_so_reruns_match() -> None:
+    """Default reprs name an address that differs between worker processes; the model sees it masked (what a
+    snippet prints is otherwise kept: hex it computed stays)."""
+    code = "class A: pass\nprint(n for n in range(3))\nprint(A(), hex(255), 0xDEADBEEF)"
+    runs = []
+    for _ in range(2):
+        with Sandbox() as s:
+            runs.append(s.run(code))
+    # stdout keeps the addresses (`deepmath exec` shows them as they are)
+    assert all(re.search(r"<generator object <genexpr> at 0x[0-9a-f]{6,}>", r.stdout) for r in runs)
+    masked = "<generator object <genexpr> at 0x...>\n<__main__.A object at 0x...> 0xff 3735928559\n"
+    assert runs[0].model_text() == runs[1].model_text() == masked
 
 
 def test_environment_scrubbed(monkeypatch) -> None:

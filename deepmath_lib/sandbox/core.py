@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import struct
@@ -211,6 +212,17 @@ def neutralize(text: str) -> str:
     return text
 
 
+# An object's default repr names its address (`<generator object <genexpr> at 0x7f52...>`), which differs from run
+# to run (ASLR): shown to the model as is, it would make a greedy trace, and GRPO's rollouts, unrepeatable.
+_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{4,}>")
+ADDRESS_MASK = "at 0x...>"
+
+
+def mask_addresses(text: str) -> str:
+    """`text` with every object address of a default repr replaced by `at 0x...>`: the same on every run."""
+    return _ADDRESS.sub(ADDRESS_MASK, text)
+
+
 def truncate(text: str, limit: int) -> str:
     if limit <= 0 or len(text) <= limit:
         return text
@@ -236,13 +248,14 @@ class RunResult:
         return self.error is None
 
     def model_text(self) -> str:
-        """What goes inside the model's ```output block: stdout, then the error; cut and neutralised."""
+        """What goes inside the model's ```output block: stdout, then the error; object addresses masked
+        (`mask_addresses`), cut and neutralised."""
         text = self.stdout
         if self.error:
             if text and not text.endswith("\n"):
                 text += "\n"
             text += self.error
-        return neutralize(truncate(text, self.max_output_chars))
+        return neutralize(truncate(mask_addresses(text), self.max_output_chars))
 
     def to_dict(self) -> dict:
         return {

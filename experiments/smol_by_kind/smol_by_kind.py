@@ -5,7 +5,10 @@ so they are disjoint from both training and the held-out set. Greedy, the profil
 check. Writes `experiments/smol_by_kind/results/val_by_kind.json` (counts per kind: problems, code used, correct; finish reasons)
 and the trajectories beside it (`val_by_kind_trajectories.jsonl`).
 
-    python -m experiments.smol_by_kind.smol_by_kind [--trained runs/smol/grpo/final] [--n 80] [--also CHECKPOINT ...]
+    python -m experiments.smol_by_kind.smol_by_kind [--trained PATH] [--n 80] [--also CHECKPOINT ...]
+
+`--trained` defaults to smol's trained weights by the library's rule (`models.trained_model_path`): a local GRPO
+run's `runs/smol/grpo/final`, else the adapter shipped in the package.
 
 `--also` adds intermediate checkpoints of the same run (e.g. runs/smol/grpo/checkpoint-18), each under its
 folder name: picking one of them on these problems is model selection on validation, never on the held-out set.
@@ -22,15 +25,14 @@ from deepmath_lib.backends import TransformersBackend
 from deepmath_lib.fingerprints import engine_fingerprint
 from deepmath_lib.grading import is_equivalent
 from deepmath_lib.grpo import agent_check
-from deepmath_lib.models import load_model
-from deepmath_lib.paths import REPO_ROOT
+from deepmath_lib.models import load_model, trained_model_path
 from deepmath_lib.profiles import get_profile
 from experiments.common import results_dir, validation_problems
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trained", default=str(REPO_ROOT / "runs/smol/grpo/final"))
+    ap.add_argument("--trained", default=trained_model_path(get_profile("smol")))
     ap.add_argument("--n", type=int, default=80)
     ap.add_argument("--out", default=str(results_dir("smol_by_kind")))
     ap.add_argument("--also", nargs="*", default=[], help="intermediate checkpoints to check as well")

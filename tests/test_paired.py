@@ -75,10 +75,11 @@ def test_check_outcomes_round_trip_and_summary_update_keeps_other_fields(tmp_pat
 
 def test_smol_summary_has_the_paired_figures_of_its_committed_samples():
     t = json.loads((RESULTS / "smol" / "train_summary.json").read_text())
-    assert t["accuracy_diff"] == pytest.approx(0.100)
-    assert t["accuracy_diff_ci"] == pytest.approx([0.060, 0.145])
-    assert t["accuracy_diff_p"] == pytest.approx(1.1e-5, rel=0.01)
-    assert t["accuracy_changed"] == {"gained": 21, "lost": 1}
+    assert t["accuracy_diff"] == pytest.approx(0.110)
+    assert t["accuracy_diff_ci"] == pytest.approx([0.070, 0.160])
+    # exact McNemar on 23 gained / 1 lost: two-sided binomial tail, 2 * (C(24, 0) + C(24, 1)) / 2**24
+    assert t["accuracy_diff_p"] == pytest.approx(2 * (1 + 24) / 2**24, rel=0.01)
+    assert t["accuracy_changed"] == {"gained": 23, "lost": 1}
     # regenerable: the same fields from the committed samples, and from the stored per-problem outcomes
     before = outcomes_from_samples("smol", "heldout200", "agent")
     after = outcomes_from_samples("smol", "heldout200", "deepmath")
@@ -118,8 +119,8 @@ def test_summarize_writes_comparisons_beside_the_summary(tmp_path):
     summarize("smol", tmp_path)
     out = pd.read_csv(tmp_path / "smol" / COMPARISONS_FILE)
     r = out[(out.a == "deepmath") & (out.b == "agent")].iloc[0]
-    assert (r.maj_a_only, r.maj_b_only, r.n_problems) == (21, 1, 200)
-    assert r.maj_diff == pytest.approx(0.1) and r.maj_p == pytest.approx(2 * 23 / 2**22)
+    assert (r.maj_a_only, r.maj_b_only, r.n_problems) == (23, 1, 200)
+    assert r.maj_diff == pytest.approx(0.11) and r.maj_p == pytest.approx(2 * (1 + 24) / 2**24)
     with pytest.raises(FileNotFoundError, match="deepmath eval"):
         load_comparisons("nano", tmp_path)
 
@@ -131,8 +132,8 @@ def test_conclusions_follow_the_paired_figures(tmp_path):
     t = json.loads((RESULTS / "smol" / "train_summary.json").read_text())
     (res / "train_summary.json").write_text(json.dumps(t))
     text = conclusion_block("smol", tmp_path)
-    assert "GRPO raised smol's accuracy: +10.0 points [+6.0, +14.5]" in text
-    assert "McNemar p = 1.1e-5" in text
+    assert "GRPO raised smol's accuracy: +11.0 points [+7.0, +16.0]" in text
+    assert "McNemar p = 3.0e-6" in text
     assert "- +GRPO vs Baseline (GRPO, without the tool): no measurable accuracy difference" in text
     # an interval that reaches 0 is not a gain, whatever the point estimate
     t.update(accuracy_diff=0.03, accuracy_diff_ci=[-0.01, 0.07], accuracy_diff_p=0.2)
@@ -141,4 +142,5 @@ def test_conclusions_follow_the_paired_figures(tmp_path):
         "smol", tmp_path
     )
     block = comparisons_block("smol", tmp_path)
-    assert "| DeepMath vs +Agent | +10.0 points [+6.0, +14.5] | 21 / 1 | 2.2e-5 |" in block
+    # Holm over the 4 comparisons: this p is the third smallest, so it is doubled
+    assert "| DeepMath vs +Agent | +11.0 points [+7.0, +16.0] | 23 / 1 | 6.0e-6 |" in block

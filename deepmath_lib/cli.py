@@ -28,6 +28,7 @@ from .paths import REPO_ROOT, checkout_only, work_root
 from .profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from .prompts import PromptUnavailable, check_prompt, prompt_for
 from .render import print_trace
+from .results import EVAL_SUMMARY_COLUMNS
 from .sandbox import Sandbox
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -436,16 +437,9 @@ def eval_main(
     except (FileNotFoundError, ValueError, DatasetError, evaluate.GenerationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cols = [
-        "dataset",
-        "config",
-        "k",
-        "maj_at_k",
-        "maj_ci_low",
-        "maj_ci_high",
-        "mean_at_k",
-        "mean_len_model_tokens",
-    ]
+    # the summary's leading columns, up to the mean model length; pass@k left out of the printout
+    shown = EVAL_SUMMARY_COLUMNS[: EVAL_SUMMARY_COLUMNS.index("mean_len_model_tokens") + 1]
+    cols = [c for c in shown if c != "pass_at_k"]
     print(summary[cols].round(3).to_string(index=False))
     return 0
 

